@@ -1,0 +1,31 @@
+# leansnn: `make demo` runs the main job, `make test` the test suite. Both set up .venv first.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test lint bench-setup bench clean
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	$(VENV)/bin/leansnn demo
+
+test: setup
+	$(PY) -m pytest -q
+	$(VENV)/bin/ruff check src tests benchmarks
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+
+# Peers for the benchmarks: installed with --no-deps (their declared dependencies would pull
+# torchvision, torchaudio and a CUDA build of torch), plus the small packages they import.
+bench-setup: setup
+	$(PY) -m pip install -q --no-deps spikingjelly==2.0.0 snntorch==1.0.0
+	EXTRAS=dev,bench scripts/setup.sh
+
+bench: bench-setup
+	$(PY) benchmarks/neurons.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,167 @@
+"""Fashion-MNIST from the original idx files (gzipped or not), with clear errors.
+
+The files are looked up in ``root``, then ``$LEANSNN_DATA``, then
+``/usr/share/datasets/fashion-mnist`` (Debian's ``dataset-fashion-mnist`` package); in each
+folder and its ``fashion-mnist`` subfolder.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["fashion_mnist", "read_idx", "ImageDataset", "DataError", "CLASSES", "DEFAULT_ROOT"]
+
+DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
+CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+INSTALL_HINT = (
+    "install it with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu, as root; it puts "
+    "the files in /usr/share/datasets/fashion-mnist), or download the four idx files "
+    "(train-images-idx3-ubyte.gz, ...) from https://github.com/zalandoresearch/fashion-mnist "
+    "into a folder and pass root=FOLDER or set LEANSNN_DATA=FOLDER"
+)
+
+
+class DataError(ValueError):
+    """A data file is missing, truncated or corrupt (the message names the file)."""
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read one idx file (``.gz`` or raw) into a numpy array; validate header and size."""
+    path = Path(path)
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as fh:
+                data = fh.read()
+        else:
+            data = path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise DataError(f"{path}: cannot read ({type(e).__name__}: {e}); the file is truncated "
+                        "or corrupt, reinstall or re-download it") from None
+    if len(data) < 4:
+        raise DataError(f"{path}: file is {len(data)} bytes, too short for an idx header")
+    zero, dtype_code, ndim = data[0] << 8 | data[1], data[2], data[3]
+    if zero != 0 or dtype_code not in _IDX_DTYPES or ndim == 0:
+        raise DataError(
+            f"{path}: bad magic number 0x{int.from_bytes(data[:4], 'big'):08x}; not an idx "
+            "file (expected 0x00000801 for labels or 0x00000803 for images)"
+        )
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{path}: truncated header ({len(data)} bytes, need {header})")
+    dims = struct.unpack(f">{ndim}I", data[4:header])
+    dtype = np.dtype(_IDX_DTYPES[dtype_code])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    if len(data) - header != expected:
+        raise DataError(
+            f"{path}: size mismatch: header says {dims} ({expected} bytes of data) but the file "
+            f"holds {len(data) - header} bytes after the header; the file is truncated or "
+            "corrupt"
+        )
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
+
+
+def _candidates(root: str | os.PathLike | None) -> list[Path]:
+    out: list[Path] = []
+    for base in (root, os.environ.get("LEANSNN_DATA"), DEFAULT_ROOT):
+        if base:
+            out += [Path(base), Path(base) / "fashion-mnist"]
+    return out
+
+
+def _find(name: str, dirs: list[Path]) -> Path | None:
+    for d in dirs:
+        for fname in (name + ".gz", name):
+            p = d / fname
+            if p.is_file():
+                return p
+    return None
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """In-memory image classification set.
+
+    ``images``: uint8 ``[N, H, W]``; ``labels``: int64 ``[N]``. Items are
+    ``(float32 [1, H, W] in [0, 1], int label)``. :meth:`batches` iterates fast without a
+    ``DataLoader`` (slicing, no per-item Python).
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes=CLASSES,
+                 name: str = "") -> None:
+        if images.shape[0] != labels.shape[0]:
+            raise DataError(f"{name}: {images.shape[0]} images but {labels.shape[0]} labels")
+        self.images, self.labels, self.classes, self.name = images, labels, classes, name
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def __getitem__(self, i: int):
+        return self.images[i].unsqueeze(0).float().div_(255.0), int(self.labels[i])
+
+    def subset(self, n: int | None, seed: int = 0) -> ImageDataset:
+        """A random subset of ``n`` items (class-balanced in expectation); all if ``None``."""
+        if n is None or n >= len(self):
+            return self
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(self), generator=g)[:n]
+        return ImageDataset(self.images[idx], self.labels[idx], self.classes,
+                            f"{self.name}[{n}]")
+
+    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0,
+                drop_last: bool = False):
+        """Yield ``(x float32 [b, 1, H, W], y int64 [b])`` batches."""
+        n = len(self)
+        order = (torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+                 if shuffle else torch.arange(n))
+        stop = n - n % batch_size if drop_last else n
+        for i in range(0, stop, batch_size):
+            idx = order[i:i + batch_size]
+            yield self.images[idx].unsqueeze(1).float().div_(255.0), self.labels[idx]
+
+
+def fashion_mnist(split: str = "train", root: str | os.PathLike | None = None) -> ImageDataset:
+    """Fashion-MNIST ``split`` (``"train"``: 60,000 images, ``"test"``: 10,000).
+
+    Returns an :class:`ImageDataset` of ``(float32 [1, 28, 28] in [0, 1], int label)``.
+    Raises :class:`DataError` (a ``ValueError``) naming where it looked when the files are
+    missing, and naming the file and the defect when one is truncated or corrupt.
+    """
+    if split not in _FILES:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    dirs = _candidates(root)
+    img_name, lab_name = _FILES[split]
+    img_p, lab_p = _find(img_name, dirs), _find(lab_name, dirs)
+    if img_p is None or lab_p is None:
+        missing = img_name if img_p is None else lab_name
+        looked = ", ".join(str(d) for d in dirs)
+        raise DataError(
+            f"Fashion-MNIST {split} set not found: no {missing}[.gz] in {looked}. "
+            f"To get it, {INSTALL_HINT}"
+        )
+    images = read_idx(img_p)
+    labels = read_idx(lab_p)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise DataError(f"{img_p}: expected uint8 images [N, H, W], got {images.dtype} "
+                        f"{images.shape}")
+    if labels.ndim != 1:
+        raise DataError(f"{lab_p}: expected labels [N], got shape {labels.shape}")
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(f"{img_p} holds {images.shape[0]} images but {lab_p} holds "
+                        f"{labels.shape[0]} labels; one of them is from another set")
+    if labels.size and (labels.min() < 0 or labels.max() >= len(CLASSES)):
+        raise DataError(f"{lab_p}: labels outside 0..{len(CLASSES) - 1}")
+    return ImageDataset(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)),
+                        CLASSES, f"fashion_mnist/{split}")

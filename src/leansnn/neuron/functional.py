@@ -1,0 +1,152 @@
+r"""Multi-step leaky integrate-and-fire dynamics as pure functions on ``[T, B, ...]`` tensors.
+
+One step, from :math:`h[-1] = v_\mathrm{init}` (or a carried state ``h0``):
+
+.. math::
+
+    u[t] &= \lambda\, h[t-1] + k\, x[t] \\
+    s[t] &= H(u[t] - \theta) \\
+    h[t] &= u[t]\,(1 - s[t]) + v_\mathrm{reset}\, s[t] \quad \text{(hard reset)} \\
+    h[t] &= u[t] - \theta\, s[t] \quad \text{(soft reset)}
+
+with decay :math:`\lambda` (dimensionless, ``decay``), input gain :math:`k` (``1`` when the
+decay is given directly, ``1/tau`` in the ``tau`` discretisation ``h + (x - h)/tau``),
+threshold :math:`\theta` and reset potential in the units of the input current. ``u`` is
+the potential compared with the threshold (what ``return_potential`` gives back). The IF
+neuron is :math:`\lambda = 1, k = 1`.
+
+``decay``, ``gain`` and ``threshold`` may be Python floats or 0-dim tensors (learnable).
+Two implementations share this contract: :func:`lif_reference` (one step at a time, plain
+autograd; short and obviously right) and :func:`leansnn.neuron.fused.lif_fused` (whole
+window in one ``autograd.Function`` with a hand-written BPTT backward, the default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .surrogate import Surrogate
+
+__all__ = ["SpikeFn", "lif_reference", "lif", "check_sequence", "IMPLEMENTATIONS"]
+
+
+class SpikeFn(torch.autograd.Function):
+    """``H(v)`` forward, surrogate derivative backward. ``v = u - threshold``."""
+
+    @staticmethod
+    def forward(ctx, v: torch.Tensor, surrogate: Surrogate) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(v)
+        ctx.surrogate = surrogate
+        return (v >= 0).to(v.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (v,) = ctx.saved_tensors
+        return grad * ctx.surrogate.derivative(v), None
+
+
+def check_sequence(x: object, what: str = "neuron input") -> torch.Tensor:
+    """Validate a time-major input ``[T, B, ...]`` of floating dtype; return it.
+
+    Raises ``ValueError`` naming what was seen and what was expected. Costs no data pass.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(
+            f"{what}: expected a torch.Tensor of shape [T, B, ...], got {type(x).__name__}"
+        )
+    if x.dim() < 2:
+        raise ValueError(
+            f"{what}: expected a time-major tensor [T, B, ...] with at least 2 dims, got shape "
+            f"{tuple(x.shape)}; add the time axis first (e.g. x.unsqueeze(0) for one step, or "
+            "leansnn.layers.repeat_time(x, T) to repeat a static input)"
+        )
+    if not x.is_floating_point():
+        raise ValueError(
+            f"{what}: expected a floating-point tensor, got dtype {x.dtype}; convert with "
+            "x.float()"
+        )
+    return x
+
+
+@dataclass(frozen=True)
+class _Dyn:
+    hard: bool
+    v_reset: float
+    detach_reset: bool
+
+
+def lif_reference(
+    x: torch.Tensor,
+    *,
+    decay: float | torch.Tensor,
+    threshold: float | torch.Tensor,
+    surrogate: Surrogate,
+    gain: float | torch.Tensor = 1.0,
+    reset: str = "hard",
+    v_reset: float = 0.0,
+    v_init: float = 0.0,
+    detach_reset: bool = False,
+    h0: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Reference LIF, one step at a time with plain autograd.
+
+    Args:
+        x: input current ``[T, B, ...]``.
+    Returns:
+        ``(s, u, h_last)``: spikes ``[T, B, ...]`` in {0, 1}, potentials ``u`` ``[T, B, ...]``
+        and the state after the last step ``[B, ...]``.
+    """
+    h = h0 if h0 is not None else torch.full_like(x[0], float(v_init))
+    spikes, pots = [], []
+    for t in range(x.shape[0]):
+        u = decay * h + gain * x[t]
+        s = SpikeFn.apply(u - threshold, surrogate)
+        sr = s.detach() if detach_reset else s
+        if reset == "hard":
+            h = u * (1 - sr) + v_reset * sr
+        else:
+            h = u - threshold * sr
+        spikes.append(s)
+        pots.append(u)
+    return torch.stack(spikes), torch.stack(pots), h
+
+
+def lif(
+    x: torch.Tensor,
+    *,
+    decay: float | torch.Tensor,
+    threshold: float | torch.Tensor,
+    surrogate: Surrogate,
+    gain: float | torch.Tensor = 1.0,
+    reset: str = "hard",
+    v_reset: float = 0.0,
+    v_init: float = 0.0,
+    detach_reset: bool = False,
+    h0: torch.Tensor | None = None,
+    impl: str = "fused",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Multi-step LIF: dispatch to ``impl`` (``"fused"``, the default, or ``"reference"``).
+
+    Same arguments and returns as :func:`lif_reference`.
+    """
+    try:
+        fn = IMPLEMENTATIONS[impl]
+    except KeyError:
+        raise ValueError(f"unknown implementation {impl!r}; choose from {sorted(IMPLEMENTATIONS)}")
+    return fn(
+        x,
+        decay=decay,
+        threshold=threshold,
+        surrogate=surrogate,
+        gain=gain,
+        reset=reset,
+        v_reset=v_reset,
+        v_init=v_init,
+        detach_reset=detach_reset,
+        h0=h0,
+    )
+
+
+IMPLEMENTATIONS: dict = {"reference": lif_reference}

@@ -1,0 +1,146 @@
+"""Surrogate gradients for the Heaviside spike function.
+
+The forward pass of every spiking neuron is the step function ``s = H(v)`` with
+``v = u - threshold`` (potential minus threshold, same units as the potential). Its true
+derivative is zero almost everywhere, so training uses the derivative of a smooth
+*primitive* ``f(v)`` in its place. Each surrogate here is a frozen dataclass that states
+
+* ``primitive(v)`` -- the smooth function whose derivative is used (for tests and plots),
+* ``derivative(v)`` -- ``df/dv``, pure (returns a new tensor),
+* ``derivative_(v)`` -- the same, computed in place in ``v`` (the fused kernels use it to
+  avoid allocating one tensor per time step).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["Surrogate", "Rectangular", "Sigmoid", "ATan", "Triangle", "get"]
+
+
+class Surrogate:
+    """Base class. Subclasses are frozen dataclasses; see the module docstring."""
+
+    def primitive(self, v: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def derivative(self, v: torch.Tensor) -> torch.Tensor:
+        return self.derivative_(v.clone())
+
+    def derivative_(self, v: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def to_config(self) -> dict:
+        from dataclasses import asdict
+
+        return {"name": type(self).__name__, **asdict(self)}
+
+
+def _positive(name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"surrogate parameter {name} must be a finite number > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Rectangular(Surrogate):
+    """Rectangular window: ``df/dv = 1/(2a)`` if ``|v| < a`` else 0.
+
+    Primitive: ``f(v) = clamp((v + a) / (2a), 0, 1)``. ``a`` is the half-width of the window
+    in potential units (the ICCV 2023 redundancy paper uses ``a = 0.25``).
+    """
+
+    a: float = 0.5
+
+    def __post_init__(self) -> None:
+        _positive("a", self.a)
+
+    def primitive(self, v: torch.Tensor) -> torch.Tensor:
+        return ((v + self.a) / (2 * self.a)).clamp(0.0, 1.0)
+
+    def derivative_(self, v: torch.Tensor) -> torch.Tensor:
+        return v.abs_().lt_(self.a).mul_(0.5 / self.a)
+
+
+@dataclass(frozen=True)
+class Sigmoid(Surrogate):
+    """``f(v) = sigmoid(alpha * v)``; ``df/dv = alpha * sig * (1 - sig)``."""
+
+    alpha: float = 4.0
+
+    def __post_init__(self) -> None:
+        _positive("alpha", self.alpha)
+
+    def primitive(self, v: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.alpha * v)
+
+    def derivative_(self, v: torch.Tensor) -> torch.Tensor:
+        sig = v.mul_(self.alpha).sigmoid_()
+        # sig - sig^2, in place
+        return torch.addcmul(sig, sig, sig, value=-1.0, out=sig).mul_(self.alpha)
+
+
+@dataclass(frozen=True)
+class ATan(Surrogate):
+    """``f(v) = atan(pi/2 * alpha * v) / pi + 1/2``; ``df/dv = (alpha/2) / (1 + (pi/2 alpha v)^2)``."""
+
+    alpha: float = 2.0
+
+    def __post_init__(self) -> None:
+        _positive("alpha", self.alpha)
+
+    def primitive(self, v: torch.Tensor) -> torch.Tensor:
+        return torch.atan(math.pi / 2 * self.alpha * v) / math.pi + 0.5
+
+    def derivative_(self, v: torch.Tensor) -> torch.Tensor:
+        return v.mul_(math.pi / 2 * self.alpha).square_().add_(1.0).reciprocal_().mul_(
+            self.alpha / 2
+        )
+
+
+@dataclass(frozen=True)
+class Triangle(Surrogate):
+    """Triangle: ``df/dv = max(0, 1/a - |v|/a^2)``.
+
+    Primitive: ``f(v) = 0`` for ``v <= -a``, ``(v + a)^2 / (2a^2)`` for ``-a < v <= 0``,
+    ``1 - (a - v)^2 / (2a^2)`` for ``0 < v < a``, ``1`` beyond.
+    """
+
+    a: float = 1.0
+
+    def __post_init__(self) -> None:
+        _positive("a", self.a)
+
+    def primitive(self, v: torch.Tensor) -> torch.Tensor:
+        a = self.a
+        vc = v.clamp(-a, a)
+        neg = (vc + a) ** 2 / (2 * a * a)
+        pos = 1 - (a - vc) ** 2 / (2 * a * a)
+        return torch.where(vc <= 0, neg, pos)
+
+    def derivative_(self, v: torch.Tensor) -> torch.Tensor:
+        a = self.a
+        return v.abs_().mul_(-1.0 / (a * a)).add_(1.0 / a).clamp_min_(0.0)
+
+
+_BY_NAME = {c.__name__.lower(): c for c in (Rectangular, Sigmoid, ATan, Triangle)}
+
+
+def get(spec: Surrogate | dict | str) -> Surrogate:
+    """Return a surrogate from an instance, a name (``"atan"``) or a ``to_config()`` dict."""
+    if isinstance(spec, Surrogate):
+        return spec
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if isinstance(spec, dict):
+        kw = dict(spec)
+        name = str(kw.pop("name", "")).lower()
+        if name not in _BY_NAME:
+            raise ValueError(
+                f"unknown surrogate {name!r}; choose one of {sorted(_BY_NAME)} "
+                "or pass an instance such as leansnn.surrogate.ATan(alpha=2.0)"
+            )
+        return _BY_NAME[name](**kw)
+    raise ValueError(f"expected a Surrogate, a name or a config dict, got {type(spec).__name__}")

@@ -1,0 +1,306 @@
+"""Training and evaluation loops for ANNs (``[B, K]`` outputs) and SNNs (``[T, B, K]``).
+
+One loop serves both: an SNN's prediction is the mean of its per-step outputs over T.
+Checkpoints are written atomically after every epoch and hold model, optimizer,
+scheduler, epoch, history and random state, so ``resume=True`` continues an interrupted
+run to the same result.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checkpoint import load_checkpoint, save
+from .layers import check_finite
+from .neuron import SpikingNeuron
+
+__all__ = [
+    "TrainConfig", "fit", "evaluate", "SpikeCounter", "iterate", "rate_output", "seed_all",
+]
+
+
+def seed_all(seed: int) -> None:
+    """Seed Python, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rate_output(y: torch.Tensor) -> torch.Tensor:
+    """``[T, B, K]`` -> mean over T ``[B, K]``; ``[B, K]`` passes through."""
+    return y.mean(0) if y.dim() == 3 else y
+
+
+def iterate(data: Any, batch_size: int, shuffle: bool = False, seed: int = 0,
+            drop_last: bool = False) -> Iterator:
+    """Batches from a leansnn dataset (``.batches``), a ``Dataset`` or an iterable loader."""
+    if hasattr(data, "batches"):
+        return iter(data.batches(batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last))
+    if isinstance(data, torch.utils.data.Dataset):
+        g = torch.Generator().manual_seed(seed)
+        return iter(torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=shuffle,
+                                                generator=g, drop_last=drop_last))
+    if isinstance(data, Iterable):
+        return iter(data)
+    raise ValueError(f"cannot iterate over data of type {type(data).__name__}")
+
+
+def _num_batches(data: Any, batch_size: int, drop_last: bool = False) -> int | None:
+    try:
+        n = len(data)
+    except TypeError:
+        return None
+    if hasattr(data, "batches") or isinstance(data, torch.utils.data.Dataset):
+        return n // batch_size if drop_last else math.ceil(n / batch_size)
+    return n
+
+
+class SpikeCounter:
+    """Counts spikes of every :class:`~leansnn.neuron.SpikingNeuron` while active.
+
+    ``rate`` = all spikes / all neuron-steps seen (the mean firing rate; NASFR when the
+    classifier also spikes). Use as a context manager.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model, self.handles = model, []
+        self.spikes, self.slots = 0.0, 0
+
+    def _hook(self, module, inputs, output) -> None:
+        s = output[0] if isinstance(output, tuple) else output
+        self.spikes += float(s.detach().sum())
+        self.slots += s.numel()
+
+    def __enter__(self) -> SpikeCounter:
+        for m in self.model.modules():
+            if isinstance(m, SpikingNeuron):
+                self.handles.append(m.register_forward_hook(self._hook))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+
+    @property
+    def rate(self) -> float:
+        return self.spikes / self.slots if self.slots else float("nan")
+
+
+@dataclass
+class TrainConfig:
+    """Training settings (all JSON-able, stored in every checkpoint).
+
+    loss: ``"ce"`` (cross-entropy on the time-mean output) or ``"mse"`` (MSE between the
+    time-mean output and the one-hot label, as in the ICCV 2023 paper).
+    schedule: ``"cosine"`` (to ``min_lr``) or ``"none"``.
+    augment: ``"none"`` or ``"flip_crop"`` (random horizontal flip + 2-pixel shift).
+    """
+
+    epochs: int = 1
+    batch_size: int = 64
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    min_lr: float = 0.0
+    loss: str = "ce"
+    augment: str = "none"
+    seed: int = 0
+    max_batches: int | None = None  # per epoch (for quick runs)
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.loss not in ("ce", "mse"):
+            raise ValueError(f"loss must be 'ce' or 'mse', got {self.loss!r}")
+        if self.schedule not in ("cosine", "none"):
+            raise ValueError(f"schedule must be 'cosine' or 'none', got {self.schedule!r}")
+        if self.augment not in ("none", "flip_crop"):
+            raise ValueError(f"augment must be 'none' or 'flip_crop', got {self.augment!r}")
+        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+
+
+def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Random horizontal flip and a random shift of up to 2 pixels (zero padded)."""
+    B = x.shape[0]
+    flip = torch.rand(B, generator=g) < 0.5
+    x = torch.where(flip.view(B, *([1] * (x.dim() - 1))), x.flip(-1), x)
+    dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=g))
+    x = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+    if dy > 0:
+        x[..., :dy, :] = 0
+    elif dy < 0:
+        x[..., dy:, :] = 0
+    if dx > 0:
+        x[..., :dx] = 0
+    elif dx < 0:
+        x[..., dx:] = 0
+    return x
+
+
+def _loss(out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
+    r = rate_output(out)
+    if kind == "ce":
+        return nn.functional.cross_entropy(r, y)
+    return nn.functional.mse_loss(r, nn.functional.one_hot(y, r.shape[-1]).to(r.dtype))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Any, batch_size: int = 256, device: str = "cpu",
+             progress: bool = False, desc: str = "eval") -> dict:
+    """Accuracy (and firing rate for SNNs) of ``model`` on ``data``.
+
+    Returns ``{"accuracy": float in [0, 1], "firing_rate": float or nan, "n": int}``.
+    """
+    was_training = model.training
+    model.eval()
+    correct = n = 0
+    with SpikeCounter(model) as sc:
+        it = iterate(data, batch_size)
+        for x, y in tqdm(it, total=_num_batches(data, batch_size), desc=desc, leave=False,
+                         disable=not progress):
+            x, y = x.to(device), y.to(device)
+            pred = rate_output(model(x)).argmax(-1)
+            correct += int((pred == y).sum())
+            n += int(y.numel())
+    model.train(was_training)
+    if n == 0:
+        raise ValueError("evaluation data is empty")
+    return {"accuracy": correct / n, "firing_rate": sc.rate, "n": n}
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "python": list(random.getstate()[1]) + [random.getstate()[2] or 0],
+        "numpy": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+        "numpy_pos": int(np_state[2]),
+    }
+
+
+def _set_rng_state(st: dict) -> None:
+    torch.set_rng_state(st["torch"])
+    py = st["python"]
+    random.setstate((3, tuple(int(v) for v in py[:-1]), None))
+    np.random.set_state(("MT19937", st["numpy"].numpy().astype(np.uint32), st["numpy_pos"]))
+
+
+def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                           weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0)
+
+
+def fit(
+    model: nn.Module,
+    train_data: Any,
+    test_data: Any | None = None,
+    config: TrainConfig | None = None,
+    *,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    device: str = "cpu",
+    progress: bool = True,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> dict:
+    """Train ``model`` and return ``{"history": [per-epoch dicts], "model": model}``.
+
+    Each epoch's dict holds ``epoch, loss, train_accuracy, firing_rate, test_accuracy,
+    test_firing_rate, seconds``. With ``checkpoint`` a resumable checkpoint is written
+    atomically after every epoch; with ``resume=True`` and an existing checkpoint the run
+    continues where it stopped (model, optimizer, scheduler, epoch and random state).
+    """
+    cfg = config or TrainConfig()
+    model.to(device)
+    opt = _make_optimizer(model, cfg)
+    steps = cfg.epochs
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=cfg.min_lr)
+             if cfg.schedule == "cosine" else None)
+    history: list[dict] = []
+    start = 0
+    seed_all(cfg.seed)
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        ck = load_checkpoint(checkpoint, map_location=device)
+        model.load_state_dict(ck["state_dict"])
+        opt.load_state_dict(ck["optimizer"])
+        if sched is not None and "scheduler" in ck:
+            sched.load_state_dict(ck["scheduler"])
+        start = int(ck["epoch"])
+        history = list(ck["meta"]["meta"].get("history", []))
+        _set_rng_state(ck["rng"])
+        if progress:
+            print(f"resumed from {checkpoint} after epoch {start}")
+    aug_g = torch.Generator().manual_seed(cfg.seed + 1)
+    for epoch in range(start, cfg.epochs):
+        aug_g.manual_seed(cfg.seed + 1 + 1000 * epoch)
+        model.train()
+        t0 = time.perf_counter()
+        tot_loss = correct = n = 0.0
+        nb = _num_batches(train_data, cfg.batch_size, drop_last=True)
+        if cfg.max_batches is not None:
+            nb = min(nb or cfg.max_batches, cfg.max_batches)
+        bar = tqdm(iterate(train_data, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch,
+                           drop_last=True), total=nb, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not progress, leave=False)
+        with SpikeCounter(model) as sc:
+            for i, (x, y) in enumerate(bar):
+                if cfg.max_batches is not None and i >= cfg.max_batches:
+                    break
+                x, y = x.to(device), y.to(device)
+                if cfg.augment == "flip_crop":
+                    x = _augment(x, aug_g)
+                out = model(x)
+                loss = _loss(out, y, cfg.loss)
+                check_finite(loss.detach(), f"training loss (epoch {epoch + 1}, batch {i})")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                b = y.numel()
+                tot_loss += float(loss.detach()) * b
+                correct += float((rate_output(out).argmax(-1) == y).sum())
+                n += b
+                post = {"loss": f"{tot_loss / n:.4f}", "acc": f"{correct / n:.3f}"}
+                if sc.slots:
+                    post["rate"] = f"{sc.rate:.3f}"
+                bar.set_postfix(post)
+        bar.close()
+        if sched is not None:
+            sched.step()
+        rec = {
+            "epoch": epoch + 1,
+            "loss": tot_loss / max(n, 1),
+            "train_accuracy": correct / max(n, 1),
+            "firing_rate": sc.rate,
+            "seconds": time.perf_counter() - t0,
+        }
+        if test_data is not None:
+            ev = evaluate(model, test_data, batch_size=max(cfg.batch_size, 256), device=device,
+                          progress=progress, desc="test")
+            rec["test_accuracy"], rec["test_firing_rate"] = ev["accuracy"], ev["firing_rate"]
+        history.append(rec)
+        if checkpoint is not None:
+            state = {"optimizer": opt.state_dict(), "epoch": epoch + 1, "rng": _rng_state()}
+            if sched is not None:
+                state["scheduler"] = sched.state_dict()
+            save(model, checkpoint, meta={"train_config": asdict(cfg), "history": history},
+                 **state)
+        if on_epoch is not None:
+            on_epoch(rec)
+    return {"history": history, "model": model}
