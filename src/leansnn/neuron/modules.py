@@ -66,8 +66,41 @@ class LIFParams:
             )
 
 
+class _ObserverHandle:
+    def __init__(self, observers: list, fn) -> None:
+        self._observers, self._fn = observers, fn
+
+    def remove(self) -> None:
+        if self._fn in self._observers:
+            self._observers.remove(self._fn)
+
+
 class SpikingNeuron(nn.Module):
-    """Base class of every spiking layer (the analysis tools find neurons by this type)."""
+    """Base class of every spiking layer (the analysis tools find neurons by this type).
+
+    Observers (``add_observer(fn)``) are called after each forward pass as
+    ``fn(module, spikes, potential)`` with spikes ``[T, B, ...]`` and the potential compared
+    with the threshold ``[T, B, ...]`` (or ``None`` if the neuron has none). A neuron
+    computes its potential only when someone observes it, so unobserved runs pay nothing.
+    Subclasses call :meth:`_notify` at the end of ``forward``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._observers: list = []
+
+    def add_observer(self, fn) -> _ObserverHandle:
+        """Register ``fn(module, spikes, potential)``; returns a handle with ``remove()``."""
+        self._observers.append(fn)
+        return _ObserverHandle(self._observers, fn)
+
+    @property
+    def observed(self) -> bool:
+        return bool(self._observers)
+
+    def _notify(self, spikes: torch.Tensor, potential: torch.Tensor | None) -> None:
+        for fn in list(self._observers):
+            fn(self, spikes, potential)
 
 
 class LIF(SpikingNeuron):
@@ -163,6 +196,8 @@ class LIF(SpikingNeuron):
             raise ValueError(f"h0 must have shape {tuple(x.shape[1:])}, got {tuple(h0.shape)}")
         decay, gain = self._decay_gain()
         p = self.params
+        observed = bool(self._observers)
+        want_u = return_potential or observed
         kw = dict(
             decay=decay, gain=gain, threshold=self._threshold(), surrogate=p.surrogate,
             reset=p.reset, v_reset=p.v_reset, v_init=p.v_init, detach_reset=p.detach_reset,
@@ -171,9 +206,11 @@ class LIF(SpikingNeuron):
         if self.impl == "fused":
             from .fused import lif_fused
 
-            s, u, h = lif_fused(x, want_u=return_potential, want_state=return_state, **kw)
+            s, u, h = lif_fused(x, want_u=want_u, want_state=return_state, **kw)
         else:
             s, u, h = IMPLEMENTATIONS[self.impl](x, **kw)
+        if observed:
+            self._notify(s, u)
         out = [s]
         if return_potential:
             out.append(u)
