@@ -80,7 +80,10 @@ def write_section(name: str, markdown: str) -> None:
         "how to rerun it. Timings are medians of interleaved rounds on the machine named in "
         "the section; compare the ratios, not the absolute times.\n")
     pat = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    text = pat.sub(lambda _: block, text) if pat.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    if pat.search(text):
+        text = pat.sub(lambda _: block, text)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
     tmp = BENCHMARKS_MD.with_suffix(".md.tmp")
     tmp.write_text(text)
     os.replace(tmp, BENCHMARKS_MD)

@@ -146,6 +146,7 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> n
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit model {cfg.get('name')!r}: {e}") from None
+        name = cfg.get("name")
+        raise CheckpointError(f"{path}: weights do not fit model {name!r}: {e}") from None
     model.leansnn_meta = payload["meta"]
     return model

@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     for mod in _command_modules():
         p = sub.add_parser(
             mod.NAME, help=mod.HELP, description=mod.HELP,
-            epilog=f"example:\n  {mod.EXAMPLE}", formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog=f"example:\n  {mod.EXAMPLE}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)

@@ -134,7 +134,9 @@ def lif(
     try:
         fn = IMPLEMENTATIONS[impl]
     except KeyError:
-        raise ValueError(f"unknown implementation {impl!r}; choose from {sorted(IMPLEMENTATIONS)}")
+        raise ValueError(
+            f"unknown implementation {impl!r}; choose from {sorted(IMPLEMENTATIONS)}"
+        ) from None
     return fn(
         x,
         decay=decay,

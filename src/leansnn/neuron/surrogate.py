@@ -84,7 +84,7 @@ class Sigmoid(Surrogate):
 
 @dataclass(frozen=True)
 class ATan(Surrogate):
-    """``f(v) = atan(pi/2 * alpha * v) / pi + 1/2``; ``df/dv = (alpha/2) / (1 + (pi/2 alpha v)^2)``."""
+    """``f(v) = atan(pi/2 alpha v) / pi + 1/2``; ``df/dv = (alpha/2) / (1 + (pi/2 alpha v)^2)``."""
 
     alpha: float = 2.0
 

@@ -1,0 +1,164 @@
+"""Advance Spatial Attention (ASA), Yao et al., ICCV 2023 ("Inherent Redundancy in SNNs").
+
+ASA sits between a conv stage (conv + BN [+ pool]) and the LIF layer that follows it and
+reshapes the LIF's input current ``x`` (time-major ``[T, B, C, H, W]``) so that fewer, more
+informative spikes fire. Steps (papers.md, part A):
+
+1. ``F_avg, F_max = mean, max of x over (H, W)``, both ``[T, B, C]``.
+2. ``M = (F_avg + F_max)/2 + alpha F_avg + beta F_max`` (alpha, beta learnable, init 0.5), then a
+   bias-free FC over the time axis (``Linear(T, T)``; with ``reduction r > 1``
+   ``Linear(T, T//r) -> ReLU -> Linear(T//r, T)``).
+3. ``K_c``: top ``floor(lam C)`` channels of M per (sample, step); ``K_t``: top ``floor(lam T)``
+   steps per (sample, channel). Important mask ``I = K_c XOR K_t``, sub-important ``1 - I``.
+4. For each group ``G`` (``I x`` and ``(1 - I) x``) viewed as ``[B, T C, H, W]``:
+   ``A_G = sigmoid(conv3x3([mean_{TC}(G) / lam_G, max_{TC}(G)]))`` with ``lam_I = lam``,
+   ``lam_S = 1 - lam``; ``A_G`` is ``[B, 1, H, W]``.
+5. ``y = A_I I x + A_S (1 - I) x``.
+
+Fixed here, unlike the authors' code: the masks are computed **per sample** (a sample's output
+does not depend on its batch neighbours), alpha, beta and the temporal FC **learn** (a
+straight-through estimator: the hard top-k mask in the forward pass, the gradient of a
+sigmoid-relaxed mask ``sigmoid((M - m_k) / (temperature * std(M)))`` in the backward pass,
+where ``m_k`` is the midpoint between the k-th and (k+1)-th largest value), and a batch of one
+works.
+
+Parameters per module: ``2 * 18`` (two 3x3 convs, 2 -> 1 channels) ``+ 2`` (alpha, beta)
+``+ T**2`` for ``reduction == 1``, or ``+ 2 * T * (T // reduction)`` for ``reduction > 1``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["ASA", "topk_mask"]
+
+
+def topk_mask(m: torch.Tensor, k: int, dim: int, temperature: float = 1.0) -> torch.Tensor:
+    """Mask of the ``k`` largest entries of ``m`` along ``dim`` (1. there, 0. elsewhere).
+
+    Forward: the exact hard mask (exactly ``k`` ones per slice, ties broken by ``topk``).
+    Backward: the gradient of the relaxed mask ``sigmoid((m - m_k) / s)``, with ``m_k`` the
+    midpoint between the k-th and (k+1)-th largest value of the slice and
+    ``s = temperature * std(m along dim)`` (both treated as constants). ``k <= 0`` gives
+    zeros and ``k >= size`` ones (no gradient: the mask cannot change).
+    """
+    n = m.shape[dim]
+    if k <= 0:
+        return torch.zeros_like(m)
+    if k >= n:
+        return torch.ones_like(m)
+    md = m.detach()
+    vals, idx = md.topk(k + 1, dim=dim)
+    hard = torch.zeros_like(md).scatter_(dim, idx.narrow(dim, 0, k), 1.0)
+    if not m.requires_grad:
+        return hard
+    thr = 0.5 * (vals.narrow(dim, k - 1, 1) + vals.narrow(dim, k, 1))
+    scale = md.std(dim, keepdim=True, correction=0).mul_(temperature).clamp_(min=1e-6)
+    soft = torch.sigmoid((m - thr) / scale)
+    return hard + (soft - soft.detach())
+
+
+class ASA(nn.Module):
+    """Advance Spatial Attention on a LIF layer's input current (see the module docstring).
+
+    Args:
+        T: number of time steps of the input (the temporal FC is ``T x T``).
+        channels: C, number of channels of the input.
+        lam: fraction in (0, 1): ``K_c`` keeps ``floor(lam * C)`` channels per (sample, step)
+            and ``K_t`` keeps ``floor(lam * T)`` steps per (sample, channel); the important
+            group's spatial mean is divided by ``lam`` and the other's by ``1 - lam``.
+        reduction: r >= 1; ``r == 1``: one ``Linear(T, T)`` (T**2 weights); ``r > 1``:
+            ``Linear(T, T//r) -> ReLU -> Linear(T//r, T)`` (``2 T (T//r)`` weights).
+        temperature: width of the sigmoid relaxation used for the mask's gradient, in units of
+            the standard deviation of M along the masked axis.
+
+    Shapes: ``x`` float ``[T, B, C, H, W]`` -> ``[T, B, C, H, W]``.
+    """
+
+    def __init__(self, T: int, channels: int, lam: float = 0.5, reduction: int = 1,
+                 temperature: float = 1.0) -> None:
+        super().__init__()
+        for name, v in (("T", T), ("channels", channels), ("reduction", reduction)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"ASA: {name} must be a positive int, got {v!r}")
+        if not isinstance(lam, (int, float)) or not 0.0 < lam < 1.0:
+            raise ValueError(f"ASA: lam must lie strictly between 0 and 1, got {lam!r}")
+        if reduction > T:
+            raise ValueError(f"ASA: reduction must be <= T={T} (T // reduction >= 1), "
+                             f"got {reduction}")
+        if not temperature > 0:
+            raise ValueError(f"ASA: temperature must be > 0, got {temperature!r}")
+        self.T, self.channels, self.lam, self.reduction = T, channels, float(lam), reduction
+        self.temperature = float(temperature)
+        self.alpha = nn.Parameter(torch.tensor(0.5))
+        self.beta = nn.Parameter(torch.tensor(0.5))
+        if reduction == 1:
+            self.fc = nn.Linear(T, T, bias=False)
+        else:
+            self.fc = nn.Sequential(nn.Linear(T, T // reduction, bias=False), nn.ReLU(),
+                                    nn.Linear(T // reduction, T, bias=False))
+        self.conv_important = nn.Conv2d(2, 1, 3, padding=1, bias=False)
+        self.conv_sub = nn.Conv2d(2, 1, 3, padding=1, bias=False)
+
+    @staticmethod
+    def num_parameters(T: int, reduction: int = 1) -> int:
+        """The formula: ``2*18 + 2 + T**2`` (r = 1) or ``2*18 + 2 + 2*T*(T//r)`` (r > 1)."""
+        fc = T * T if reduction == 1 else 2 * T * (T // reduction)
+        return 2 * 18 + 2 + fc
+
+    @property
+    def k_channels(self) -> int:
+        """Number of channels in ``K_c`` per (sample, step): ``floor(lam * C)``."""
+        return int(self.lam * self.channels)
+
+    @property
+    def k_steps(self) -> int:
+        """Number of time steps in ``K_t`` per (sample, channel): ``floor(lam * T)``."""
+        return int(self.lam * self.T)
+
+    def _check(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor) or x.dim() != 5:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"ASA: expected a [T, B, C, H, W] tensor, got {shape}")
+        if x.shape[0] != self.T or x.shape[2] != self.channels:
+            raise ValueError(
+                f"ASA: built for T={self.T}, C={self.channels} but got input of shape "
+                f"{tuple(x.shape)} [T, B, C, H, W]; build ASA(T={x.shape[0]}, "
+                f"channels={x.shape[2]})")
+
+    def importance(self, x: torch.Tensor) -> torch.Tensor:
+        """Temporal-channel importance M ``[T, B, C]`` (steps 1-2)."""
+        f_avg = x.mean((3, 4))
+        f_max = x.amax((3, 4))
+        m = (0.5 + self.alpha) * f_avg + (0.5 + self.beta) * f_max
+        return self.fc(m.permute(1, 2, 0)).permute(2, 0, 1)  # FC over T
+
+    def masks(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(K_c, K_t, I)``, each ``[T, B, C]`` with values in {0., 1.} (step 3).
+
+        Straight-through: the values are the hard masks, gradients flow to alpha, beta and
+        the FC through the relaxed masks.
+        """
+        self._check(x)
+        m = self.importance(x)
+        kc = topk_mask(m, self.k_channels, dim=2, temperature=self.temperature)
+        kt = topk_mask(m, self.k_steps, dim=0, temperature=self.temperature)
+        important = kc + kt - 2.0 * kc * kt  # XOR of {0, 1} masks
+        return kc, kt, important
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, _, imp = self.masks(x)
+        T, B, C, H, W = x.shape
+        n = T * C
+        g = x * imp[..., None, None]          # important group  I x
+        r = x - g                              # sub-important group (1 - I) x
+        stats_i = torch.stack((g.sum((0, 2)) / (n * self.lam), g.amax((0, 2))), 1)
+        stats_s = torch.stack((r.sum((0, 2)) / (n * (1.0 - self.lam)), r.amax((0, 2))), 1)
+        a_i = torch.sigmoid(self.conv_important(stats_i)).view(1, B, 1, H, W)
+        a_s = torch.sigmoid(self.conv_sub(stats_s)).view(1, B, 1, H, W)
+        return torch.addcmul(r * a_s, g, a_i)
+
+    def extra_repr(self) -> str:
+        return (f"T={self.T}, channels={self.channels}, lam={self.lam:g}, "
+                f"reduction={self.reduction}, temperature={self.temperature:g}")
