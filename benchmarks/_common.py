@@ -17,6 +17,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _fix_malloc() -> None:
+    """Make freed large blocks go back to the OS at once (glibc), so that the resident set
+    measures live memory: pin the mmap threshold (this disables glibc's dynamic threshold,
+    which otherwise keeps freed tensors in the heap and hides later peaks)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        libc.mallopt(M_MMAP_THRESHOLD, 256 * 1024)
+        libc.mallopt(M_TRIM_THRESHOLD, 1024 * 1024)
+    except (OSError, AttributeError):
+        pass
+
+
+_fix_malloc()
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 
 
