@@ -1,0 +1,489 @@
+"""``nir.NIRGraph`` (or a file written by ``nir.write``) -> a time-major leansnn module.
+
+Nested sub-graphs are inlined; the exact soft-reset motif leansnn writes for serial-IF neurons
+(Integrator -> Threshold -> negative Scale back into the Integrator) becomes an ``ls.IF`` with
+``reset="soft"``; every other node is mapped one to one. The result, :class:`NIRNetwork`,
+evaluates the graph over a whole window ``[T, B, ...]``: stateless nodes fold T into the batch
+(:class:`~leansnn.layers.TimeFold`), neurons are ``ls.LIF`` / ``ls.IF`` modules.
+
+NIR fires when ``v > v_threshold``, leansnn when ``u >= threshold``: a foreign graph's
+thresholds are therefore raised to the next float32 (:func:`strict_threshold`), which makes
+the two comparisons identical in float32. Graphs written by leansnn carry their exact
+parameters in node metadata (``metadata["leansnn"]``); they are used only when they agree
+with the NIR fields, so an edited graph is never overridden by stale metadata.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import replace
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..layers import TimeFold, repeat_time
+from ..neuron import IF, LIF
+from ..neuron.functional import check_sequence
+from ._common import (
+    DEFAULT_DT,
+    META_KEY,
+    nir_if_to_leansnn,
+    nir_lif_to_leansnn,
+    require_nir,
+    strict_threshold,
+    uniform,
+)
+
+__all__ = ["from_nir", "NIRNetwork", "LeakyIntegrator", "AddConstant", "Scale"]
+
+
+class LeakyIntegrator(nn.Module):
+    """Non-spiking readout (NIR ``LI`` / ``I``): ``v[t] = decay v[t-1] + gain x[t] + drive``.
+
+    ``[T, B, ...] -> [T, B, ...]`` (the potential at every step), from ``v[-1] = 0``.
+    """
+
+    def __init__(self, decay: float, gain: float, drive: float = 0.0) -> None:
+        super().__init__()
+        self.decay, self.gain, self.drive = float(decay), float(gain), float(drive)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_sequence(x, "LeakyIntegrator input")
+        v = torch.zeros_like(x[0])
+        out = []
+        for t in range(x.shape[0]):
+            v = self.decay * v + self.gain * x[t] + self.drive
+            out.append(v)
+        return torch.stack(out)
+
+    def extra_repr(self) -> str:
+        return f"decay={self.decay:g}, gain={self.gain:g}, drive={self.drive:g}"
+
+
+class AddConstant(nn.Module):
+    """``x + c`` (NIR ``v_leak`` drive expressed as an input offset)."""
+
+    def __init__(self, c: float) -> None:
+        super().__init__()
+        self.c = float(c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.c
+
+
+class Scale(nn.Module):
+    """Element-wise scale (NIR ``Scale``); ``scale`` has the per-sample shape."""
+
+    def __init__(self, scale: torch.Tensor) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+
+class NIRNetwork(nn.Module):
+    """A NIR graph evaluated over time: input ``[T, B, *input_shape]`` -> output ``[T, B, ...]``.
+
+    With ``T`` set, a static ``[B, *input_shape]`` input is repeated over ``T`` steps (direct
+    encoding). ``layers`` holds one module per NIR node (``nodes`` maps the NIR node name to
+    its key); a node's input is the sum of its predecessors' outputs.
+    """
+
+    def __init__(self, layers: dict[str, nn.Module], names: dict[str, str],
+                 preds: dict[str, list[str]], order: list[str], output_preds: list[str],
+                 input_shape: tuple[int, ...], T: int | None = None) -> None:
+        super().__init__()
+        self.layers = nn.ModuleDict(layers)
+        self.nodes = dict(names)
+        self.preds = {k: list(v) for k, v in preds.items()}
+        self.order = list(order)
+        self.output_preds = list(output_preds)
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.T = T
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"NIRNetwork input: expected a torch.Tensor, got {type(x).__name__}")
+        n = len(self.input_shape)
+        if x.dim() == n + 1 and self.T is not None:
+            x = repeat_time(x, self.T)
+        check_sequence(x, "NIRNetwork input")
+        if x.dim() != n + 2 or tuple(x.shape[2:]) != self.input_shape:
+            hint = "" if self.T is not None else " (pass T= to from_nir to repeat static inputs)"
+            raise ValueError(
+                f"NIRNetwork input: expected [T, B, {', '.join(map(str, self.input_shape))}], "
+                f"got shape {tuple(x.shape)}{hint}"
+            )
+        values: dict[str, torch.Tensor] = {"__input__": x}
+
+        def gather(srcs: list[str]) -> torch.Tensor:
+            out = values[srcs[0]]
+            for s in srcs[1:]:
+                out = out + values[s]
+            return out
+
+        for key in self.order:
+            values[key] = self.layers[key](gather(self.preds[key]))
+        return gather(self.output_preds)
+
+
+def _key(name: str, used: set[str]) -> str:
+    k = "".join(c if c.isalnum() or c == "_" else "_" for c in name) or "node"
+    if k[0].isdigit():
+        k = "n" + k
+    base, i = k, 1
+    while k in used:
+        i += 1
+        k = f"{base}_{i}"
+    used.add(k)
+    return k
+
+
+def _meta(m) -> dict:
+    """The leansnn metadata dict of a node (after an HDF5 round trip values are numpy)."""
+    if not isinstance(m, dict):
+        return {}
+    d = m.get(META_KEY)
+    if not isinstance(d, dict):
+        return {}
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, bytes):
+            v = v.decode("utf8")
+        elif isinstance(v, np.ndarray) and v.ndim == 0:
+            v = v.item()
+        elif isinstance(v, np.generic):
+            v = v.item()
+        out[k] = v
+    return out
+
+
+def _close(a: float, b: float, tol: float = 1e-6) -> bool:
+    return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
+
+
+def _inline(nir, graph, prefix: str = ""):
+    """Flatten nested graphs. Returns nodes, edges, group metadata and pass-through names."""
+    nodes: dict = {}
+    edges: list[tuple[str, str]] = []
+    group_meta: dict[str, dict] = {}
+    passes: set[str] = set()
+    entry: dict[str, str] = {}
+    exit_: dict[str, str] = {}
+    for name, node in graph.nodes.items():
+        full = prefix + name
+        if isinstance(node, nir.NIRGraph):
+            ins = [k for k, v in node.nodes.items() if isinstance(v, nir.Input)]
+            outs = [k for k, v in node.nodes.items() if isinstance(v, nir.Output)]
+            if len(ins) != 1 or len(outs) != 1:
+                raise ValueError(f"NIR sub-graph {full!r} must have one Input and one Output node")
+            n2, e2, g2, p2 = _inline(nir, node, full + ".")
+            nodes.update(n2)
+            edges.extend(e2)
+            group_meta.update(g2)
+            passes |= p2
+            for k in node.nodes:
+                group_meta.setdefault(full + "." + k, _meta(node.metadata))
+            passes |= {full + "." + ins[0], full + "." + outs[0]}
+            entry[full] = full + "." + ins[0]
+            exit_[full] = full + "." + outs[0]
+        else:
+            nodes[full] = node
+    for a, b in graph.edges:
+        a2 = exit_.get(prefix + a, prefix + a)
+        b2 = entry.get(prefix + b, prefix + b)
+        edges.append((a2, b2))
+    return nodes, edges, group_meta, passes
+
+
+def _contract(nodes: dict, edges: list, passes: set[str]) -> list[tuple[str, str]]:
+    for p in passes:
+        ins = [a for a, b in edges if b == p]
+        outs = [b for a, b in edges if a == p]
+        edges = [(a, b) for a, b in edges if a != p and b != p]
+        edges += [(a, c) for a in ins for c in outs]
+        nodes.pop(p, None)
+    return edges
+
+
+def _topo(names: list[str], preds: dict[str, list[str]]) -> list[str]:
+    indeg = {n: len(set(preds[n])) for n in names}
+    users: dict[str, list[str]] = {n: [] for n in names}
+    for n in names:
+        for p in set(preds[n]):
+            if p in users:
+                users[p].append(n)
+            else:
+                indeg[n] -= 1  # the graph input
+    ready = [n for n in names if indeg[n] == 0]
+    order = []
+    while ready:
+        n = ready.pop(0)
+        order.append(n)
+        for u in users[n]:
+            indeg[u] -= 1
+            if indeg[u] == 0:
+                ready.append(u)
+    if len(order) != len(names):
+        stuck = sorted(set(names) - set(order))
+        raise ValueError(
+            f"NIR graph has a recurrent cycle through {stuck}; leansnn imports feed-forward "
+            "graphs (and the soft-reset Integrator/Threshold motif) only"
+        )
+    return order
+
+
+def from_nir(graph_or_path, *, dt: float | None = None, T: int | None = None,
+             dtype: torch.dtype = torch.float32) -> NIRNetwork:
+    """Import a NIR graph as a time-major leansnn module (:class:`NIRNetwork`).
+
+    Args:
+        graph_or_path: a ``nir.NIRGraph`` or the path of a file written by ``nir.write``.
+        dt: the time step in seconds used to discretise NIR's continuous-time neurons with
+            forward Euler: ``decay = 1 - dt/tau``, ``gain = r dt/tau`` (LIF), ``gain = r dt``
+            (IF). Default: the ``dt`` leansnn recorded when it wrote the graph, else 1e-4 s
+            (the value snnTorch and SpikingJelly export with).
+        T: if given, a static ``[B, ...]`` input is repeated over ``T`` steps.
+        dtype: parameter dtype of the returned module.
+
+    Returns:
+        ``NIRNetwork``: ``[T, B, *input_shape] -> [T, B, *output_shape]``.
+
+    Raises:
+        ValueError naming every node leansnn cannot represent (CubaLIF, Delay, recurrent
+        cycles other than the soft-reset motif, per-neuron parameters that differ, ...).
+    """
+    nir = require_nir()
+    if isinstance(graph_or_path, (str, os.PathLike)):
+        path = os.fspath(graph_or_path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"NIR file {path} does not exist")
+        try:
+            graph = nir.read(path)
+        except Exception as e:
+            raise ValueError(f"{path} could not be read as a NIR file (nir.read: {e})") from None
+    else:
+        graph = graph_or_path
+    if not isinstance(graph, nir.NIRGraph):
+        raise ValueError(f"expected a nir.NIRGraph or a path, got {type(graph).__name__}")
+    gmeta = _meta(graph.metadata)
+    if dt is None:
+        dt = float(gmeta.get("dt", DEFAULT_DT))
+    if not dt > 0:
+        raise ValueError(f"dt must be a positive time step in seconds, got {dt!r}")
+    if T is not None and (not isinstance(T, int) or T < 1):
+        raise ValueError(f"T must be a positive int or None, got {T!r}")
+
+    nodes, edges, group_meta, passes = _inline(nir, graph)
+    inputs = [k for k, v in nodes.items() if isinstance(v, nir.Input)]
+    outputs = [k for k, v in nodes.items() if isinstance(v, nir.Output)]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ValueError(
+            f"leansnn imports graphs with one Input and one Output node, found inputs "
+            f"{inputs} and outputs {outputs}"
+        )
+    edges = _contract(nodes, edges, passes)
+    problems: list[tuple[str, str]] = []
+    modules: dict[str, nn.Module] = {}
+
+    # the soft-reset motif: integrator -> threshold -> negative scale -> integrator
+    merged: dict[str, str] = {}
+    for bname, bnode in list(nodes.items()):
+        if not isinstance(bnode, nir.Threshold):
+            continue
+        apreds = [a for a, b in edges if b == bname]
+        if len(apreds) != 1 or not isinstance(nodes.get(apreds[0]), nir.I):
+            continue
+        aname = apreds[0]
+        fb = [c for a, c in edges if a == bname and isinstance(nodes[c], (nir.Scale, nir.Linear))
+              and [x for x, y in edges if y == c] == [bname]
+              and [y for x, y in edges if x == c] == [aname]]
+        if len(fb) != 1:
+            continue
+        cname = fb[0]
+        try:
+            mod = _soft_if(nir, nodes[aname], bnode, nodes[cname], dt,
+                           group_meta.get(bname, {}), bname)
+        except ValueError as e:
+            problems.append((bname, str(e)))
+            continue
+        pa, pb = aname.split("."), bname.split(".")
+        common = []
+        for x, y in zip(pa, pb, strict=False):
+            if x != y:
+                break
+            common.append(x)
+        new = ".".join(common) if common and ".".join(common) not in nodes else bname + "+"
+        for n in (aname, bname, cname):
+            merged[n] = new
+            nodes.pop(n)
+        ins = [a for a, b in edges if b == aname and a != cname]
+        outs = [b for a, b in edges if a == bname and b != cname]
+        edges = [(a, b) for a, b in edges if a not in (aname, bname, cname)
+                 and b not in (aname, bname, cname)]
+        edges += [(a, new) for a in ins] + [(new, b) for b in outs]
+        nodes[new] = "soft-if"
+        modules[new] = mod
+
+    preds: dict[str, list[str]] = {n: [] for n in nodes}
+    for a, b in edges:
+        preds[b].append(a)
+    for n, c in Counter(edges).items():
+        if c > 1:
+            problems.append((f"{n[0]} -> {n[1]}", "duplicate edge"))
+
+    for name, node in nodes.items():
+        if name in modules or isinstance(node, (nir.Input, nir.Output)):
+            continue
+        try:
+            modules[name] = _node_module(nir, node, dt, group_meta.get(name, {}), name)
+        except (ValueError, NotImplementedError) as e:
+            problems.append((name, str(e)))
+    if problems:
+        lines = "\n".join(f"  - {n}: {w}" for n, w in problems)
+        raise ValueError(f"cannot import this NIR graph into leansnn:\n{lines}")
+
+    inp, outp = inputs[0], outputs[0]
+    compute = [n for n in nodes if n not in (inp, outp)]
+    used: set[str] = {"__input__"}
+    keys = {n: _key(n, used) for n in compute}
+    keys[inp] = "__input__"
+    order = _topo(compute, {n: [p for p in preds[n] if p != inp] for n in compute})
+    in_shape = tuple(int(s) for s in np.asarray(nodes[inp].input_type["input"]).reshape(-1))
+    net = NIRNetwork(
+        layers={keys[n]: modules[n] for n in compute},
+        names={n: keys[n] for n in compute},
+        preds={keys[n]: [keys[p] for p in preds[n]] for n in compute},
+        order=[keys[n] for n in order],
+        output_preds=[keys[p] for p in preds[outp]],
+        input_shape=in_shape,
+        T=T,
+    )
+    return net.to(dtype)
+
+
+def _threshold_from(meta: dict, nir_theta: float) -> float:
+    """leansnn threshold: the exact one leansnn wrote (``>=``), else NIR's strict ``>``."""
+    if meta.get("spike_condition") == "u >= threshold" and "threshold" in meta and \
+            np.float32(meta["threshold"]) == np.float32(nir_theta):
+        return float(meta["threshold"])
+    return strict_threshold(nir_theta)
+
+
+def _set_gain(neuron: LIF, gain: float) -> LIF:
+    if gain != neuron.params.gain:
+        if not gain > 0:
+            raise ValueError(f"input gain r*dt/tau must be > 0, got {gain:g}")
+        neuron.params = replace(neuron.params, gain=float(gain))
+    return neuron
+
+
+def _node_module(nir, node, dt: float, gmeta: dict, name: str) -> nn.Module:
+    meta = _meta(node.metadata) or gmeta
+    if isinstance(node, nir.Affine):
+        w = torch.as_tensor(np.asarray(node.weight))
+        m = nn.Linear(w.shape[1], w.shape[0], bias=True)
+        m.weight.data = w.clone()
+        m.bias.data = torch.as_tensor(np.asarray(node.bias)).clone()
+        return TimeFold(m)
+    if isinstance(node, nir.Linear):
+        w = torch.as_tensor(np.asarray(node.weight))
+        m = nn.Linear(w.shape[1], w.shape[0], bias=False)
+        m.weight.data = w.clone()
+        return TimeFold(m)
+    if isinstance(node, nir.Conv2d):
+        w = torch.as_tensor(np.asarray(node.weight))
+        pad = node.padding
+        if isinstance(pad, bytes):
+            pad = pad.decode("utf8")
+        if not isinstance(pad, str):
+            pad = tuple(int(p) for p in np.asarray(pad).reshape(-1))
+        m = nn.Conv2d(int(w.shape[1]) * int(node.groups), int(w.shape[0]),
+                      tuple(int(k) for k in w.shape[2:]),
+                      stride=tuple(int(s) for s in np.asarray(node.stride).reshape(-1)),
+                      padding=pad,
+                      dilation=tuple(int(d) for d in np.asarray(node.dilation).reshape(-1)),
+                      groups=int(node.groups), bias=True)
+        m.weight.data = w.clone()
+        m.bias.data = torch.as_tensor(np.asarray(node.bias)).clone()
+        return TimeFold(m)
+    if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
+        k = tuple(int(v) for v in np.asarray(node.kernel_size).reshape(-1))
+        s = tuple(int(v) for v in np.asarray(node.stride).reshape(-1))
+        p = tuple(int(v) for v in np.asarray(node.padding).reshape(-1))
+        k, s, p = (k * 2 if len(k) == 1 else k), (s * 2 if len(s) == 1 else s), \
+            (p * 2 if len(p) == 1 else p)
+        if isinstance(node, nir.SumPool2d):
+            return TimeFold(nn.AvgPool2d(k, s, p, divisor_override=1))
+        return TimeFold(nn.AvgPool2d(k, s, p))
+    if isinstance(node, nir.Flatten):
+        start, end = int(node.start_dim), int(node.end_dim)
+        if start < 0:
+            raise ValueError("Flatten with a negative start_dim is ambiguous without the input "
+                             "rank; use a non-negative start_dim")
+        return TimeFold(nn.Flatten(start + 1, end + 1 if end >= 0 else end))
+    if isinstance(node, nir.Scale):
+        return TimeFold(Scale(torch.as_tensor(np.asarray(node.scale)).clone()))
+    if isinstance(node, nir.LIF):
+        p = nir_lif_to_leansnn(uniform(node.tau, "tau", name), uniform(node.r, "r", name),
+                               uniform(node.v_leak, "v_leak", name), dt)
+        theta = uniform(node.v_threshold, "v_threshold", name)
+        v_reset = uniform(node.v_reset, "v_reset", name)
+        decay, gain = p["decay"], p["gain"]
+        if meta.get("layer") in ("LIF", "IF") and _close(meta.get("decay", -1), decay) and \
+                _close(meta.get("gain", -1), gain) and _close(meta.get("dt", -1), dt, 1e-9):
+            decay, gain = float(meta["decay"]), float(meta["gain"])
+        neuron = _set_gain(LIF(decay=decay, threshold=_threshold_from(meta, theta),
+                               reset="hard", v_reset=v_reset), gain)
+        if p["drive"] != 0.0:
+            return nn.Sequential(AddConstant(p["drive"] / gain), neuron)
+        return neuron
+    if isinstance(node, nir.IF):
+        gain = nir_if_to_leansnn(uniform(node.r, "r", name), dt)["gain"]
+        theta = uniform(node.v_threshold, "v_threshold", name)
+        if meta.get("layer") in ("LIF", "IF") and _close(meta.get("gain", -1), gain) and \
+                _close(meta.get("dt", -1), dt, 1e-9):
+            gain = float(meta["gain"])
+        neuron = IF(threshold=_threshold_from(meta, theta), reset="hard",
+                    v_reset=uniform(node.v_reset, "v_reset", name))
+        return _set_gain(neuron, gain)
+    if isinstance(node, nir.LI):
+        p = nir_lif_to_leansnn(uniform(node.tau, "tau", name), uniform(node.r, "r", name),
+                               uniform(node.v_leak, "v_leak", name), dt)
+        return LeakyIntegrator(p["decay"], p["gain"], p["drive"])
+    if isinstance(node, nir.I):
+        return LeakyIntegrator(1.0, nir_if_to_leansnn(uniform(node.r, "r", name), dt)["gain"])
+    what = {
+        "CubaLIF": "current-based LIF (synaptic current state) has no leansnn neuron",
+        "CubaLI": "current-based leaky integrator has no leansnn module",
+        "Delay": "delays are not supported",
+        "Threshold": "a Threshold outside the soft-reset motif is not supported",
+        "Conv1d": "1-d convolution is not supported",
+    }.get(type(node).__name__, "no leansnn equivalent")
+    raise ValueError(f"{type(node).__name__}: {what}")
+
+
+def _soft_if(nir, integ, thr, fb, dt: float, meta: dict, name: str) -> IF:
+    gain = nir_if_to_leansnn(uniform(integ.r, "r", name), dt)["gain"]
+    theta_thr = uniform(thr.threshold, "threshold", name)
+    if isinstance(fb, nir.Scale):
+        w = uniform(fb.scale, "scale", name)
+    else:
+        mat = np.asarray(fb.weight, dtype=np.float64)
+        if mat.ndim != 2 or not np.array_equal(mat, np.diag(np.diag(mat))):
+            raise ValueError("the reset feedback must be diagonal (each neuron resets itself)")
+        w = uniform(np.diag(mat), "feedback weight", name)
+    if not w < 0:
+        raise ValueError(f"the reset feedback must be negative (subtract), got {w:g}")
+    theta = -w * gain
+    v_init = theta - theta_thr
+    threshold = strict_threshold(theta)
+    if meta.get("reset") == "soft" and _close(meta.get("gain", -1), gain) and \
+            _close(float(meta.get("threshold", -1)) - float(meta.get("v_init", 0)), theta_thr) \
+            and _close(float(meta.get("threshold", -1)), theta):
+        gain, threshold = float(meta["gain"]), float(meta["threshold"])
+        v_init = float(meta["v_init"])
+    return _set_gain(IF(threshold=threshold, reset="soft", v_init=v_init), gain)
