@@ -1,5 +1,21 @@
-"""Data sets: Fashion-MNIST from idx files (and, later, emulated and real event data)."""
+"""Data sets: Fashion-MNIST from idx files, event arrays and their binning into frames, the
+event-camera emulator, emulated-event Fashion-MNIST, and readers for real event formats."""
 
+from .emulator import EmulatorSettings, emulate, emulate_batch
+from .event_datasets import EventFrameDataset, FrameSettings, event_fashion_mnist
+from .events import (
+    EVENT_DTYPE,
+    EventError,
+    check_events,
+    frames_from_batch,
+    make_events,
+    to_frames,
+)
 from .fashion_mnist import CLASSES, DataError, ImageDataset, fashion_mnist, read_idx
 
-__all__ = ["fashion_mnist", "read_idx", "ImageDataset", "DataError", "CLASSES"]
+__all__ = [
+    "fashion_mnist", "read_idx", "ImageDataset", "DataError", "CLASSES",
+    "EVENT_DTYPE", "EventError", "make_events", "check_events", "to_frames",
+    "frames_from_batch", "EmulatorSettings", "emulate", "emulate_batch",
+    "EventFrameDataset", "FrameSettings", "event_fashion_mnist",
+]
