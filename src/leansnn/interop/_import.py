@@ -278,8 +278,8 @@ def from_nir(graph_or_path, *, dt: float | None = None, T: int | None = None,
         raise ValueError(f"T must be a positive int or None, got {T!r}")
 
     nodes, edges, group_meta, passes = _inline(nir, graph)
-    inputs = [k for k, v in nodes.items() if isinstance(v, nir.Input)]
-    outputs = [k for k, v in nodes.items() if isinstance(v, nir.Output)]
+    inputs = [k for k, v in nodes.items() if isinstance(v, nir.Input) and k not in passes]
+    outputs = [k for k, v in nodes.items() if isinstance(v, nir.Output) and k not in passes]
     if len(inputs) != 1 or len(outputs) != 1:
         raise ValueError(
             f"leansnn imports graphs with one Input and one Output node, found inputs "
@@ -354,7 +354,7 @@ def from_nir(graph_or_path, *, dt: float | None = None, T: int | None = None,
     order = _topo(compute, {n: [p for p in preds[n] if p != inp] for n in compute})
     in_shape = tuple(int(s) for s in np.asarray(nodes[inp].input_type["input"]).reshape(-1))
     net = NIRNetwork(
-        layers={keys[n]: modules[n] for n in compute},
+        layers={keys[n]: modules[n] for n in order},
         names={n: keys[n] for n in compute},
         preds={keys[n]: [keys[p] for p in preds[n]] for n in compute},
         order=[keys[n] for n in order],
@@ -378,6 +378,9 @@ def _set_gain(neuron: LIF, gain: float) -> LIF:
         if not gain > 0:
             raise ValueError(f"input gain r*dt/tau must be > 0, got {gain:g}")
         neuron.params = replace(neuron.params, gain=float(gain))
+    # show tau= in the repr when the pair is the tau discretisation (gain = 1 - decay)
+    p = neuron.params
+    neuron.tau_mode = 0.0 < p.decay < 1.0 and p.gain == 1.0 - p.decay
     return neuron
 
 
