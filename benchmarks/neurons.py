@@ -39,12 +39,12 @@ def peers():
     """Import the peers (installed by `make bench-setup`), or explain how to get them."""
     warnings.filterwarnings("ignore")
     try:
+        import snntorch
+        from snntorch import surrogate as snn_surrogate
         from spikingjelly.activation_based import functional as sj_functional
         from spikingjelly.activation_based import layer as sj_layer
         from spikingjelly.activation_based import neuron as sj_neuron
         from spikingjelly.activation_based import surrogate as sj_surrogate
-        import snntorch
-        from snntorch import surrogate as snn_surrogate
     except ImportError as e:
         raise SystemExit(f"benchmark peers missing ({e}); run `make bench-setup` first") from None
     return sj_neuron, sj_layer, sj_surrogate, sj_functional, snntorch, snn_surrogate
