@@ -12,10 +12,19 @@ from .events import (
     to_frames,
 )
 from .fashion_mnist import CLASSES, DataError, ImageDataset, fashion_mnist, read_idx
+from .readers import (
+    EventFormatError,
+    read_aedat31,
+    read_dvs_gesture,
+    read_dvs_gesture_labels,
+    read_nmnist,
+)
 
 __all__ = [
     "fashion_mnist", "read_idx", "ImageDataset", "DataError", "CLASSES",
     "EVENT_DTYPE", "EventError", "make_events", "check_events", "to_frames",
     "frames_from_batch", "EmulatorSettings", "emulate", "emulate_batch",
     "EventFrameDataset", "FrameSettings", "event_fashion_mnist",
+    "EventFormatError", "read_nmnist", "read_aedat31", "read_dvs_gesture",
+    "read_dvs_gesture_labels",
 ]

@@ -1,0 +1,250 @@
+"""Readers for two real event-camera formats, returning :mod:`leansnn.data.events` arrays.
+
+**N-MNIST** ``.bin`` (one file per sample; Orchard et al. 2015). Layout as documented on the
+data set's page (https://www.garrickorchard.com/datasets/n-mnist): each event is 40 bits,
+big-endian,
+
+- bits 39-32: x address (pixels), bits 31-24: y address,
+- bit 23: polarity (0 = OFF, 1 = ON), bits 22-0: timestamp (µs).
+
+The ATIS sensor crop is 34x34 pixels.
+
+**AEDAT 3.1**, as recorded for DVS128 Gesture (Amir et al., CVPR 2017). Layout from iniVation's
+format description (https://docs.inivation.com/software/software-advanced-usage/file-formats/
+aedat-3.1.html) and libcaer's headers ``include/libcaer/events/common.h`` and ``polarity.h``
+(https://docs.ros.org/en/jazzy/p/libcaer/): all integers little-endian;
+
+- text header lines starting with ``#`` and ending in CRLF; the first is ``#!AER-DAT3.1``,
+  the last ``#!END-HEADER``;
+- then packets, each a 28-byte header ``int16 eventType, int16 eventSource, int32 eventSize,
+  int32 eventTSOffset, int32 eventTSOverflow, int32 eventCapacity, int32 eventNumber,
+  int32 eventValid`` followed by ``eventCapacity * eventSize`` bytes of events;
+- polarity events (``eventType == 1``) are 8 bytes: ``uint32 data`` (bit 0: valid mark,
+  bit 1: polarity, 1 = ON; bits 2-16: y; bits 17-31: x; origin at the top left) and
+  ``int32 timestamp`` (µs); the full time is ``eventTSOverflow << 31 | timestamp``.
+
+Other packet types (special events, frames, IMU) are skipped; invalid events (valid mark 0)
+are dropped. DVS128 Gesture ships a ``<name>_labels.csv`` next to each ``<name>.aedat`` with
+the header ``class,startTime_usec,endTime_usec`` and one row per gesture (classes 1-11).
+
+Truncated or corrupt files raise :class:`EventFormatError` (a ``ValueError``) naming the file
+and the byte offset where reading failed.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from .events import EVENT_DTYPE
+from .fashion_mnist import DataError
+
+__all__ = [
+    "EventFormatError", "read_nmnist", "read_aedat31", "read_dvs_gesture_labels",
+    "read_dvs_gesture", "NMNIST_SENSOR", "DVS128_SENSOR", "DVS_GESTURE_CLASSES",
+]
+
+NMNIST_SENSOR = (34, 34)
+DVS128_SENSOR = (128, 128)
+DVS_GESTURE_CLASSES = (
+    "hand clap", "right hand wave", "left hand wave", "right arm clockwise",
+    "right arm counter-clockwise", "left arm clockwise", "left arm counter-clockwise",
+    "arm roll", "air drums", "air guitar", "other gestures",
+)
+_PACKET_HEADER = struct.Struct("<hhiiiiii")
+POLARITY_EVENT = 1
+
+
+class EventFormatError(DataError):
+    """An event file is truncated or corrupt; ``path`` and ``offset`` (bytes) say where."""
+
+    def __init__(self, path: str | os.PathLike, offset: int, what: str) -> None:
+        self.path, self.offset = Path(path), int(offset)
+        super().__init__(f"{path}: {what} (at byte offset {offset}); the file is truncated "
+                         "or corrupt, re-download or re-extract it")
+
+
+def _sorted_by_time(ev: np.ndarray) -> np.ndarray:
+    if ev.size > 1 and np.any(np.diff(ev["t"]) < 0):
+        ev = ev[np.argsort(ev["t"], kind="stable")]
+    return ev
+
+
+def read_nmnist(path: str | os.PathLike,
+                sensor_size: tuple[int, int] = NMNIST_SENSOR) -> np.ndarray:
+    """Read one N-MNIST ``.bin`` sample into an event array (sorted by ``t``, µs).
+
+    ``sensor_size = (H, W)`` bounds the addresses (34x34 for N-MNIST); an address outside it
+    means the file is corrupt. Raises :class:`EventFormatError` on a truncated file (size not
+    a multiple of 5 bytes) or a bad record, with the record's byte offset.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e})") from None
+    n, rest = divmod(len(data), 5)
+    if rest:
+        raise EventFormatError(path, 5 * n, f"last record is {rest} of 5 bytes")
+    raw = np.frombuffer(data, np.uint8).reshape(n, 5).astype(np.int64)
+    x, y = raw[:, 0], raw[:, 1]
+    h, w = sensor_size
+    bad = np.flatnonzero((x >= w) | (y >= h))
+    if bad.size:
+        i = int(bad[0])
+        raise EventFormatError(path, 5 * i, f"event {i} has address x={x[i]}, y={y[i]} outside "
+                               f"the {h}x{w} sensor")
+    ev = np.empty(n, EVENT_DTYPE)
+    ev["x"], ev["y"] = x, y
+    ev["p"] = raw[:, 2] >> 7
+    ev["t"] = ((raw[:, 2] & 0x7F) << 16) | (raw[:, 3] << 8) | raw[:, 4]
+    return _sorted_by_time(ev)
+
+
+def _aedat_header_end(path: Path, data: bytes) -> int:
+    """Offset of the first packet after the ``#`` header lines of an AEDAT 3.1 file."""
+    nl = data.find(b"\n", 0, 256)
+    first = data[:nl] if nl >= 0 else data[:64]
+    if not first.startswith(b"#!AER-DAT"):
+        raise EventFormatError(path, 0, "no '#!AER-DAT' version line; not an AEDAT file")
+    version = first[len(b"#!AER-DAT"):].strip().decode("ascii", "replace")
+    if version != "3.1":
+        raise EventFormatError(path, 0, f"AEDAT version {version!r}; only 3.1 is supported")
+    pos = 0
+    while True:
+        if pos >= len(data) or data[pos:pos + 1] != b"#":
+            raise EventFormatError(path, pos, "header ends without a '#!END-HEADER' line")
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            raise EventFormatError(path, pos, "header line without an end of line")
+        line, pos = data[pos:nl + 1].rstrip(b"\r\n"), nl + 1
+        if line == b"#!END-HEADER":
+            return pos
+
+
+def read_aedat31(path: str | os.PathLike,
+                 sensor_size: tuple[int, int] = DVS128_SENSOR) -> np.ndarray:
+    """All valid polarity events of an AEDAT 3.1 file, as one event array.
+
+    Timestamps are the full 64-bit µs times of the recording (``tsOverflow << 31 | ts``),
+    sorted. ``sensor_size = (H, W)`` bounds the addresses (128x128 for the DVS128). Raises
+    :class:`EventFormatError` with the byte offset on a bad header, a truncated or corrupt
+    packet, or an out-of-range address.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e})") from None
+    pos = _aedat_header_end(path, data)
+    h, w = sensor_size
+    parts: list[np.ndarray] = []
+    while pos < len(data):
+        if pos + _PACKET_HEADER.size > len(data):
+            raise EventFormatError(path, pos, f"packet header needs {_PACKET_HEADER.size} bytes, "
+                                   f"only {len(data) - pos} left")
+        etype, _src, esize, tsoff, tsovf, cap, num, valid = _PACKET_HEADER.unpack_from(data, pos)
+        if (esize < 1 or cap < 0 or not 0 <= num <= cap or not 0 <= valid <= num
+                or not 0 <= tsoff <= esize - 4 or tsovf < 0 or etype < 0):
+            raise EventFormatError(
+                path, pos, f"impossible packet header (type={etype}, size={esize}, "
+                f"tsOffset={tsoff}, tsOverflow={tsovf}, capacity={cap}, number={num}, "
+                f"valid={valid})")
+        body = pos + _PACKET_HEADER.size
+        end = body + cap * esize
+        if end > len(data):
+            raise EventFormatError(path, pos, f"packet of {cap} events x {esize} bytes runs "
+                                   f"{end - len(data)} bytes past the end of the file")
+        if etype == POLARITY_EVENT:
+            if esize != 8 or tsoff != 4:
+                raise EventFormatError(path, pos, f"polarity packet with event size {esize} "
+                                       f"and timestamp offset {tsoff} (expected 8 and 4)")
+            rec = np.frombuffer(data, dtype=np.dtype([("d", "<u4"), ("t", "<i4")]), count=num,
+                                offset=body)
+            d = rec["d"].astype(np.int64)
+            keep = np.flatnonzero(d & 1)
+            d = d[keep]
+            x, y = (d >> 17) & 0x7FFF, (d >> 2) & 0x7FFF
+            bad = np.flatnonzero((x >= w) | (y >= h))
+            if bad.size:
+                i = int(keep[bad[0]])
+                raise EventFormatError(path, body + 8 * i, f"polarity event with address "
+                                       f"x={x[bad[0]]}, y={y[bad[0]]} outside the {h}x{w} "
+                                       "sensor")
+            t = rec["t"][keep].astype(np.int64)
+            if np.any(t < 0):
+                i = int(keep[np.flatnonzero(t < 0)[0]])
+                raise EventFormatError(path, body + 8 * i + 4, "negative timestamp")
+            ev = np.empty(keep.size, EVENT_DTYPE)
+            ev["x"], ev["y"], ev["p"] = x, y, (d >> 1) & 1
+            ev["t"] = (np.int64(tsovf) << 31) | t
+            parts.append(ev)
+        pos = end
+    ev = np.concatenate(parts) if parts else np.empty(0, EVENT_DTYPE)
+    return _sorted_by_time(ev)
+
+
+def read_dvs_gesture_labels(path: str | os.PathLike) -> np.ndarray:
+    """Read a DVS128 Gesture ``*_labels.csv``: int64 ``[K, 3]`` rows of
+    ``(class 1-11, startTime_usec, endTime_usec)``.
+
+    Raises :class:`EventFormatError` naming the line's byte offset on a malformed row.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e})") from None
+    rows: list[tuple[int, int, int]] = []
+    pos = 0
+    for i, line in enumerate(data.split(b"\n")):
+        start, pos = pos, pos + len(line) + 1
+        text = line.strip().decode("ascii", "replace")
+        if not text:
+            continue
+        if i == 0:
+            if text.replace(" ", "") != "class,startTime_usec,endTime_usec":
+                raise EventFormatError(path, 0, f"header {text!r}, expected "
+                                       "'class,startTime_usec,endTime_usec'")
+            continue
+        fields = text.split(",")
+        try:
+            cls, t0, t1 = (int(f) for f in fields)
+        except ValueError:
+            raise EventFormatError(path, start, f"line {i + 1}: {text!r} is not three "
+                                   "integers") from None
+        if not 1 <= cls <= len(DVS_GESTURE_CLASSES) or t1 <= t0 or t0 < 0:
+            raise EventFormatError(path, start, f"line {i + 1}: class {cls} (expected 1-"
+                                   f"{len(DVS_GESTURE_CLASSES)}) or times {t0}..{t1} invalid")
+        rows.append((cls, t0, t1))
+    if not data.strip():
+        raise EventFormatError(path, 0, "empty label file")
+    return np.array(rows, dtype=np.int64).reshape(-1, 3)
+
+
+def read_dvs_gesture(aedat_path: str | os.PathLike, labels_path: str | os.PathLike | None = None,
+                     sensor_size: tuple[int, int] = DVS128_SENSOR
+                     ) -> list[tuple[np.ndarray, int]]:
+    """Split one DVS128 Gesture recording into its labelled gestures.
+
+    ``labels_path`` defaults to ``<aedat stem>_labels.csv`` next to the file. Returns a list
+    of ``(events, label)``, one per CSV row, in file order: the events with
+    ``startTime_usec <= t < endTime_usec``, timestamps shifted so the gesture starts at 0,
+    and ``label = class - 1`` (0-10, names in :data:`DVS_GESTURE_CLASSES`).
+    """
+    aedat_path = Path(aedat_path)
+    if labels_path is None:
+        labels_path = aedat_path.with_name(aedat_path.stem + "_labels.csv")
+    rows = read_dvs_gesture_labels(labels_path)
+    ev = read_aedat31(aedat_path, sensor_size)
+    t = ev["t"]
+    out = []
+    for cls, t0, t1 in rows:
+        a, b = np.searchsorted(t, [t0, t1], side="left")
+        g = ev[a:b].copy()
+        g["t"] -= t0
+        out.append((g, int(cls) - 1))
+    return out
