@@ -201,6 +201,16 @@ def _set_rng_state(st: dict) -> None:
     np.random.set_state(("MT19937", st["numpy"].numpy().astype(np.uint32), st["numpy_pos"]))
 
 
+def _dist_rank() -> int:
+    """Rank in the torchrun process group (0 without one); see :mod:`leansnn.distributed`."""
+    d = torch.distributed
+    return d.get_rank() if d.is_available() and d.is_initialized() else 0
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
 def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -226,8 +236,12 @@ def fit(
     test_firing_rate, seconds``. With ``checkpoint`` a resumable checkpoint is written
     atomically after every epoch; with ``resume=True`` and an existing checkpoint the run
     continues where it stopped (model, optimizer, scheduler, epoch and random state).
+    Under DDP (:mod:`leansnn.distributed`) only rank 0 shows progress, evaluates and writes
+    the checkpoint; the training figures are summed over ranks.
     """
     cfg = config or TrainConfig()
+    main = _dist_rank() == 0
+    progress = progress and main
     model.to(device)
     opt = _make_optimizer(model, cfg)
     steps = cfg.epochs
@@ -238,7 +252,7 @@ def fit(
     seed_all(cfg.seed)
     if resume and checkpoint is not None and Path(checkpoint).exists():
         ck = load_checkpoint(checkpoint, map_location=device)
-        model.load_state_dict(ck["state_dict"])
+        _unwrap(model).load_state_dict(ck["state_dict"])
         opt.load_state_dict(ck["optimizer"])
         if sched is not None and "scheduler" in ck:
             sched.load_state_dict(ck["scheduler"])
@@ -281,6 +295,11 @@ def fit(
                     post["rate"] = f"{sc.rate:.3f}"
                 bar.set_postfix(post)
         bar.close()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            tot = torch.tensor([tot_loss, correct, n, sc.spikes, sc.slots], dtype=torch.float64,
+                               device=device)
+            torch.distributed.all_reduce(tot)
+            tot_loss, correct, n, sc.spikes, sc.slots = tot.tolist()
         if sched is not None:
             sched.step()
         rec = {
@@ -290,17 +309,17 @@ def fit(
             "firing_rate": sc.rate,
             "seconds": time.perf_counter() - t0,
         }
-        if test_data is not None:
-            ev = evaluate(model, test_data, batch_size=max(cfg.batch_size, 256), device=device,
-                          progress=progress, desc="test")
+        if test_data is not None and main:
+            ev = evaluate(_unwrap(model), test_data, batch_size=max(cfg.batch_size, 256),
+                          device=device, progress=progress, desc="test")
             rec["test_accuracy"], rec["test_firing_rate"] = ev["accuracy"], ev["firing_rate"]
         history.append(rec)
-        if checkpoint is not None:
+        if checkpoint is not None and main:
             state = {"optimizer": opt.state_dict(), "epoch": epoch + 1, "rng": _rng_state()}
             if sched is not None:
                 state["scheduler"] = sched.state_dict()
-            save(model, checkpoint, meta={"train_config": asdict(cfg), "history": history},
-                 **state)
+            save(_unwrap(model), checkpoint,
+                 meta={"train_config": asdict(cfg), "history": history}, **state)
         if on_epoch is not None:
             on_epoch(rec)
     return {"history": history, "model": model}

@@ -1,0 +1,88 @@
+"""ASA overhead per training step of the paper's LIF-SNN (arch A).
+
+One training step = forward, MSE between the mean output rate and the one-hot label,
+backward, Adam step; input ``[8, 16, 2, 32, 32]`` (T=8, batch 16, 2 polarities, 32x32), as in
+the foundation issue's arch-A benchmark. ``lif_snn_a`` without and with ASA (one ASA module
+in each of the three conv stages) are timed in interleaved rounds (medians), and the forward
+pass alone, and ASA's own share is reported. Writes the ``asa_overhead`` section of
+BENCHMARKS.md.
+
+Run: ``nice -n 10 .venv/bin/python benchmarks/train_step.py [--rounds 7] [--threads 2]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import interleaved, machine_line, md_table, peak_memory_mb, write_section  # noqa: E402
+
+import leansnn as ls  # noqa: E402
+
+
+def make_step(attention: str | None, x: torch.Tensor, y: torch.Tensor, width: int):
+    torch.manual_seed(0)
+    net = ls.models.create("lif_snn_a", num_classes=10, in_channels=2, T=x.shape[0],
+                           attention=attention, input_size=tuple(x.shape[-2:]), width=width)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    target = torch.nn.functional.one_hot(y, 10).float()
+
+    def step():
+        out = net(x)
+        loss = torch.nn.functional.mse_loss(out.mean(0), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss
+
+    @torch.no_grad()
+    def forward():
+        return net(x)
+
+    return step, forward
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--T", type=int, default=8)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(a.T, a.batch, 2, 32, 32, generator=g) < 0.15).float()
+    y = torch.randint(0, 10, (a.batch,), generator=g)
+    step0, fwd0 = make_step(None, x, y, a.width)
+    step1, fwd1 = make_step("asa", x, y, a.width)
+    t = interleaved({"step": step0, "step+asa": step1, "fwd": fwd0, "fwd+asa": fwd1},
+                    rounds=a.rounds, warmup=2)
+    mem0, mem1 = peak_memory_mb(step0), peak_memory_mb(step1)
+    rows = [
+        ["training step", f"{1e3 * t['step']:.1f}", f"{1e3 * t['step+asa']:.1f}",
+         f"{100 * (t['step+asa'] / t['step'] - 1):+.1f} %"],
+        ["forward (no grad)", f"{1e3 * t['fwd']:.1f}", f"{1e3 * t['fwd+asa']:.1f}",
+         f"{100 * (t['fwd+asa'] / t['fwd'] - 1):+.1f} %"],
+        ["peak memory of a step (MiB)", f"{mem0:.0f}", f"{mem1:.0f}",
+         f"{100 * (mem1 / max(mem0, 1e-9) - 1):+.1f} %"],
+    ]
+    table = md_table(["lif_snn_a, input " + "x".join(map(str, x.shape)), "no ASA (ms)",
+                      "with ASA (ms)", "ASA overhead"], rows)
+    md = (f"## ASA overhead per training step (arch A)\n\n{machine_line()}; medians of "
+          f"{a.rounds} interleaved rounds; width {a.width} (channels {a.width}/{2 * a.width}/"
+          f"{2 * a.width}), one ASA per conv stage.\n\n{table}\n\n"
+          f"Rerun: `nice -n 10 .venv/bin/python benchmarks/train_step.py --rounds {a.rounds}`\n")
+    print(md)
+    if not a.no_write:
+        write_section("asa_overhead", md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,188 @@
+"""Multi-process data-parallel training (PyTorch DDP) for ``torchrun``.
+
+Start any training script or ``leansnn train-snn`` under torchrun::
+
+    torchrun --standalone --nproc_per_node 2 -m leansnn train-snn --model lif_snn_a ...
+
+:func:`init` reads torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+``MASTER_ADDR``, ``MASTER_PORT``) and joins the process group: gloo on CPU, NCCL on GPU
+(one GPU per process, ``cuda:LOCAL_RANK``). Without torchrun (no ``WORLD_SIZE`` or
+``WORLD_SIZE=1``) it does nothing and everything runs in one process.
+
+Data: :class:`ShardedData` splits every *global* batch of ``batch_size * world_size`` items
+(same shuffled order on every rank, as ``DistributedSampler``) into ``world_size`` equal
+slices, one per rank. Gradients are averaged over ranks by DDP, so ``world_size`` processes
+with per-rank batch ``b`` take the same optimizer steps as one process with batch
+``b * world_size`` -- exactly, for models without batch norm; batch norm normalises with
+per-rank statistics (the usual DDP behaviour; ``wrap(..., sync_bn=True)`` synchronises them on
+GPU, where ``torch.nn.SyncBatchNorm`` is supported).
+
+:func:`leansnn.train.fit` is DDP-aware: only rank 0 shows progress, evaluates the test set and
+writes checkpoints; per-epoch training loss, accuracy and firing rate are summed over ranks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+__all__ = ["DistInfo", "init", "cleanup", "is_distributed", "rank", "world_size", "is_main",
+           "wrap", "unwrap", "ShardedData", "barrier"]
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits: ``rank`` of ``world_size`` processes, its ``device``."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+    device: str = "cpu"
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def is_distributed() -> bool:
+    """True inside an initialised process group."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main() -> bool:
+    """True on rank 0 (and in a single process): the process that prints and writes."""
+    return rank() == 0
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def _env_int(name: str, default: int) -> int:
+    v = os.environ.get(name)
+    if v is None or v == "":
+        return default
+    try:
+        return int(v)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={v!r} is not an integer") from None
+
+
+def init(device: str = "auto", backend: str | None = None) -> DistInfo:
+    """Join the torchrun process group if there is one; return this process's :class:`DistInfo`.
+
+    device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"`` or ``"cuda"``.
+    backend: default ``"nccl"`` on CUDA, ``"gloo"`` on CPU.
+    """
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but torch.cuda.is_available() is False; "
+                         "use --device cpu")
+    ws, rk, lrk = _env_int("WORLD_SIZE", 1), _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
+    if ws <= 1:
+        return DistInfo(0, 1, 0, None, device)
+    for var in ("MASTER_ADDR", "MASTER_PORT"):
+        if var not in os.environ:
+            raise ValueError(f"WORLD_SIZE={ws} but {var} is not set; start the processes with "
+                             "torchrun (e.g. torchrun --standalone --nproc_per_node 2 ...)")
+    if device == "cuda":
+        torch.cuda.set_device(lrk)
+        device = f"cuda:{lrk}"
+    backend = backend or ("nccl" if device.startswith("cuda") else "gloo")
+    if not is_distributed():
+        dist.init_process_group(backend=backend, rank=rk, world_size=ws)
+    return DistInfo(rk, ws, lrk, backend, device)
+
+
+def cleanup() -> None:
+    """Leave the process group (no-op in a single process)."""
+    if is_distributed():
+        dist.destroy_process_group()
+
+
+def wrap(model: nn.Module, info: DistInfo, sync_bn: bool = False) -> nn.Module:
+    """Move ``model`` to ``info.device`` and wrap it in DDP when distributed.
+
+    ``sync_bn`` converts batch norm to ``SyncBatchNorm`` (CUDA only in PyTorch).
+    """
+    model = model.to(info.device)
+    if not info.distributed:
+        return model
+    if sync_bn:
+        if not info.device.startswith("cuda"):
+            raise ValueError("sync_bn needs CUDA (torch.nn.SyncBatchNorm does not run on CPU)")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ids = [info.local_rank] if info.device.startswith("cuda") else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DDP wrapper (or ``model`` itself)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+class ShardedData:
+    """This rank's share of a leansnn dataset (anything with ``.batches`` and ``len``).
+
+    ``batches(b, shuffle, seed, drop_last)`` draws global batches of ``b * world_size`` items
+    from ``data.batches`` (same order on every rank for the same seed) and yields slice
+    ``rank`` of each along the batch axis of ``x`` (and of ``y``). With ``drop_last=True``
+    every rank gets the same number of equal batches (required inside DDP); with
+    ``drop_last=False`` the last global batch is split as evenly as possible and a rank may
+    get fewer batches.
+
+    batch_dim: the batch axis of ``x``; ``None`` infers it: 1 for 5-d time-major event
+    batches ``[T, B, C, H, W]``, else 0 (static ``[B, ...]``).
+    """
+
+    def __init__(self, data: Any, rank: int, world_size: int,
+                 batch_dim: int | None = None) -> None:
+        if not hasattr(data, "batches"):
+            raise ValueError(f"ShardedData needs a dataset with .batches(), got "
+                             f"{type(data).__name__}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must lie in [0, {world_size}), got {rank}")
+        self.data, self.rank, self.world_size = data, int(rank), int(world_size)
+        self.batch_dim = batch_dim
+
+    def __len__(self) -> int:
+        return len(self.data) // self.world_size
+
+    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0,
+                drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        w, r, b = self.world_size, self.rank, int(batch_size)
+        for x, y in self.data.batches(b * w, shuffle=shuffle, seed=seed, drop_last=drop_last):
+            n = y.shape[0]
+            d = self.batch_dim if self.batch_dim is not None else (1 if x.dim() == 5 else 0)
+            if x.shape[d] != n:
+                raise ValueError(f"ShardedData: x has shape {tuple(x.shape)} but {n} labels; "
+                                 f"pass batch_dim= (the axis of x that holds the batch)")
+            if n == b * w:
+                yield x.narrow(d, r * b, b), y[r * b:(r + 1) * b]
+            else:
+                xs, ys = torch.tensor_split(x, w, dim=d), torch.tensor_split(y, w)
+                if ys[r].shape[0] > 0:
+                    yield xs[r], ys[r]
