@@ -162,3 +162,13 @@ def test_dataset_validation():
         EventFrameDataset(np.zeros((2, 3, 2, 4, 4), np.uint8), np.zeros(3))
     with pytest.raises(ValueError, match="T must be"):
         FrameSettings(T=0)
+
+
+def test_workers_and_batch_size_do_not_change_frames(fake_root, tmp_path):
+    root, _, _ = fake_root
+    emu = EmulatorSettings(noise_rate_hz=10.0)
+    a = _load(root, tmp_path / "a", T=3, emulator=emu)
+    b = _load(root, tmp_path / "b", T=3, emulator=emu, batch_size=3, workers=2)
+    np.testing.assert_array_equal(a.frames, b.frames)
+    with pytest.raises(ValueError, match="workers"):
+        _load(root, tmp_path / "c", workers=0)

@@ -20,6 +20,7 @@ import json
 import os
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -182,6 +183,17 @@ def _load_cache(stem: Path, key: str, shape: tuple[int, ...]) -> tuple[np.ndarra
     return frames, labels
 
 
+def _convert(task: tuple) -> np.ndarray:
+    """Emulate and bin one batch of images: uint8 ``[B, T, 2, H, W]`` (runs in workers too)."""
+    images, indices, emu, fs, seed = task
+    down, crop = fs.spatial(emu.sensor_size)
+    ev, off = emulate_batch(images, emu, seed=seed, indices=indices)
+    fr = frames_from_batch(ev, off, fs.T, emu.sensor_size, by=fs.by,
+                           duration=emu.duration_us + 1, t_start=0, downsample=down,
+                           crop=crop, binary=fs.binary, dtype=np.int64)
+    return np.minimum(fr, 255).astype(np.uint8)
+
+
 def event_fashion_mnist(
     split: str = "train",
     T: int = 8,
@@ -196,6 +208,7 @@ def event_fashion_mnist(
     n: int | None = None,
     subset_seed: int = 0,
     batch_size: int = 256,
+    workers: int = 1,
     progress: bool = True,
 ) -> EventFrameDataset:
     """Fashion-MNIST ``split`` seen by the emulated event camera, as ``T`` frames per image.
@@ -214,13 +227,17 @@ def event_fashion_mnist(
       same frames whether it is converted alone, in a subset, or with the whole split.
     - ``root``: where the idx files are (see :func:`~leansnn.data.fashion_mnist`);
       ``cache_dir``: see the module docstring. ``batch_size``: images converted at once
-      (memory ~ 5 MB per 100 images); ``progress``: show a tqdm bar while converting.
+      (memory ~ 5 MB per 100 images); ``workers``: processes converting in parallel (the
+      result does not depend on it); ``progress``: show a tqdm bar while converting.
     """
     emu = emulator if emulator is not None else EmulatorSettings()
     if not isinstance(emu, EmulatorSettings):
         raise ValueError(f"emulator must be an EmulatorSettings, got {type(emu).__name__}")
     fs = FrameSettings(T=T, size=size, by=by, binary=binary)
-    down, crop = fs.spatial(emu.sensor_size)
+    fs.spatial(emu.sensor_size)  # validates the size against the sensor
+    if int(workers) != workers or workers < 1 or int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"workers and batch_size must be positive integers, got {workers!r} "
+                         f"and {batch_size!r}")
     images_ds = fashion_mnist(split, root)
     images, labels = images_ds.images.numpy(), images_ds.labels.numpy()
     emu.check_image_size(*images.shape[1:])
@@ -255,17 +272,21 @@ def event_fashion_mnist(
 
     def write_frames(tmp: str) -> None:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        starts = range(0, len(idx), batch_size)
+        tasks = ((images[idx[i:i + batch_size]], idx[i:i + batch_size], emu, fs, seed)
+                 for i in starts)
         with tqdm(total=len(idx), desc=f"emulating events ({split})", unit="img",
                   disable=not progress) as bar:
-            for i in range(0, len(idx), batch_size):
-                sel = idx[i:i + batch_size]
-                ev, off = emulate_batch(images[sel], emu, seed=seed, indices=sel)
-                fr = frames_from_batch(ev, off, fs.T, emu.sensor_size, by=fs.by,
-                                       duration=emu.duration_us + 1, t_start=0,
-                                       downsample=down, crop=crop, binary=fs.binary,
-                                       dtype=np.int64)
-                out[i:i + len(sel)] = np.minimum(fr, 255)
-                bar.update(len(sel))
+            if workers > 1:
+                with ProcessPoolExecutor(workers) as pool:
+                    for i, fr in zip(starts, pool.map(_convert, tasks), strict=True):
+                        out[i:i + len(fr)] = fr
+                        bar.update(len(fr))
+            else:
+                for i, task in zip(starts, tasks, strict=True):
+                    fr = _convert(task)
+                    out[i:i + len(fr)] = fr
+                    bar.update(len(fr))
         out.flush()
         del out
 
