@@ -1,0 +1,584 @@
+"""The converter: trace an ANN with torch.fx, find every activation, replace it by a neuron.
+
+Pipeline (each step a function, each method a pluggable strategy):
+
+1. ``copy.deepcopy`` the ANN and put the copy in eval mode (the ANN is never modified);
+2. :func:`trace` it with a tracer that keeps torch.nn layers, QCFS and spiking neurons as
+   leaves; an untraceable forward is reported with the module that breaks tracing;
+3. :func:`find_activation_sites`: every QCFS / ReLU / ReLU6 module call and every
+   ``F.relu`` / ``torch.relu`` / ``Tensor.relu`` call (in-place variants too) is a site; every
+   other non-linearity that a spiking neuron cannot stand in for (GELU, SiLU, sigmoid, ...)
+   is collected, and all of them are reported in one error;
+4. the conversion method (see :func:`register_method`) builds one neuron per site;
+5. the graph is rewritten so each site calls its neuron on time-folded tensors, and
+   wrapped in :class:`ConvertedSNN`, which runs it either by explicit simulation or by the
+   exact fast path (:mod:`leansnn.convert.fastpath`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from ..neuron import SpikingNeuron
+from .neurons import ParallelIF, SerialIF
+from .qcfs import QCFS
+
+__all__ = [
+    "ActivationSite", "ConversionContext", "ConvertedSNN", "ConversionError", "convert",
+    "register_method", "methods", "trace", "find_activation_sites", "site_thresholds",
+]
+
+
+class ConversionError(ValueError):
+    """The model cannot be converted as asked (the message lists every reason and a fix)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# what counts as an activation
+# ---------------------------------------------------------------------------------------------
+_RELU_FUNCTIONS = {F.relu, torch.relu, torch.relu_, F.relu_}
+_RELU_METHODS = {"relu", "relu_"}
+_RELU6_FUNCTIONS = {F.relu6}
+_UNCONVERTIBLE_MODULES: tuple[type, ...] = (
+    nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.ELU, nn.LeakyReLU, nn.PReLU, nn.Softplus,
+    nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.SELU, nn.CELU, nn.RReLU, nn.Softsign,
+    nn.Tanhshrink, nn.LogSigmoid, nn.Hardtanh, nn.Threshold, nn.GLU, nn.Softshrink,
+    nn.Hardshrink, nn.MultiheadAttention, nn.TransformerEncoderLayer,
+    nn.TransformerDecoderLayer, nn.RNNBase,
+)
+_UNCONVERTIBLE_FUNCTIONS = {
+    F.gelu, F.silu, torch.sigmoid, F.sigmoid, torch.tanh, F.tanh, F.elu, F.leaky_relu,
+    F.softplus, F.mish, F.hardswish, F.hardsigmoid, F.selu, F.celu, F.hardtanh, F.logsigmoid,
+    F.glu, F.prelu, F.rrelu, F.softsign, F.tanhshrink, F.threshold, torch.selu, torch.celu,
+    torch.prelu, torch.rrelu, torch.threshold,
+}
+_UNCONVERTIBLE_METHODS = {"sigmoid", "sigmoid_", "tanh", "tanh_", "exp", "log"}
+
+
+def _fn_name(target: Any) -> str:
+    mod = getattr(target, "__module__", "") or ""
+    name = getattr(target, "__name__", str(target))
+    if mod.startswith("torch.nn.functional"):
+        return f"F.{name}"
+    if mod.startswith("torch"):
+        return f"torch.{name}"
+    return name
+
+
+@dataclass
+class ActivationSite:
+    """One activation call in the traced ANN, to be replaced by one spiking neuron.
+
+    name: qualified module name the neuron gets in the converted network (e.g.
+        ``"layer1.0.act"``; for functional calls ``"<owner module>.<graph node name>"``).
+    kind: ``"qcfs"`` or ``"relu"``; ``clip``: the saturation value of a clipped ReLU
+        (``ReLU6`` -> 6.0) or ``None``; ``module``: the activation module (``None`` for a
+        functional call); ``where``: human-readable description for messages.
+    """
+
+    name: str
+    node: fx.Node
+    kind: str
+    module: nn.Module | None
+    clip: float | None
+    where: str
+
+    @property
+    def qcfs_threshold(self) -> float | None:
+        return self.module.theta if isinstance(self.module, QCFS) else None
+
+    @property
+    def qcfs_levels(self) -> int | None:
+        return self.module.levels if isinstance(self.module, QCFS) else None
+
+
+@dataclass
+class ConversionContext:
+    """What a conversion method sees.
+
+    model: the traced copy of the ANN (``fx.GraphModule``, eval mode, activations still in
+        place, so a method may run it, e.g. to record activation statistics).
+    sites: every activation site, in graph order.  T: time steps.
+    input_dims: dims of a static input ``[B, ...]`` (``None`` if unknown).
+    """
+
+    model: fx.GraphModule
+    sites: list[ActivationSite]
+    T: int
+    input_dims: int | None
+    info: dict = field(default_factory=dict)
+
+
+MethodFn = Callable[..., dict[str, nn.Module]]
+_METHODS: dict[str, MethodFn] = {}
+
+
+def register_method(name: str, fn: MethodFn | None = None, *, replace: bool = False):
+    """Register a conversion method ``fn(ctx: ConversionContext, **options) -> {site name:
+    neuron}`` under ``name`` (usable as ``convert(..., method=name, **options)``).
+
+    Neurons must be :class:`~leansnn.neuron.SpikingNeuron` modules whose ``forward(x,
+    mode="folded")`` maps ``[T*B, ...] -> [T*B, ...]``; neurons with ``supports_mean = True``
+    (like :class:`ParallelIF`) also enable the exact fast path. Usable as a decorator.
+    """
+    def deco(f: MethodFn) -> MethodFn:
+        if name in _METHODS and _METHODS[name] is not f and not replace:
+            raise ValueError(f"conversion method {name!r} is already registered")
+        _METHODS[name] = f
+        return f
+
+    return deco(fn) if fn is not None else deco
+
+
+def methods() -> list[str]:
+    """Names of the registered conversion methods."""
+    return sorted(_METHODS)
+
+
+# ---------------------------------------------------------------------------------------------
+# tracing
+# ---------------------------------------------------------------------------------------------
+class _Tracer(fx.Tracer):
+    def __init__(self, leaves: tuple[type, ...] = ()) -> None:
+        super().__init__()
+        self.extra_leaves = tuple(leaves)
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if isinstance(m, (QCFS, SpikingNeuron)) or (
+                self.extra_leaves and isinstance(m, self.extra_leaves)):
+            return True
+        return super().is_leaf_module(m, qualname)
+
+
+def _locate_untraceable(model: nn.Module, leaves: tuple[type, ...]) -> tuple[str, nn.Module]:
+    path, module = "", model
+    while True:
+        found = None
+        tracer = _Tracer(leaves)
+        for name, child in module.named_children():
+            if tracer.is_leaf_module(child, name):
+                continue
+            try:
+                _Tracer(leaves).trace(child)
+            except Exception:  # noqa: BLE001 - any tracing failure locates the culprit
+                found = (name, child)
+                break
+        if found is None:
+            return path, module
+        path = f"{path}.{found[0]}" if path else found[0]
+        module = found[1]
+
+
+def trace(model: nn.Module, leaf_modules: Iterable[type] = ()) -> fx.GraphModule:
+    """Symbolically trace ``model`` (torch.nn layers, QCFS and neurons stay leaves).
+
+    Raises :class:`ConversionError` naming the innermost module whose forward cannot be
+    traced and what to do about it.
+    """
+    leaves = tuple(leaf_modules)
+    try:
+        graph = _Tracer(leaves).trace(model)
+    except Exception as e:  # noqa: BLE001 - torch.fx raises many types
+        path, mod = _locate_untraceable(model, leaves)
+        what = f"module '{path}' ({type(mod).__name__})" if path else (
+            f"the model's own forward ({type(model).__name__})")
+        raise ConversionError(
+            f"cannot convert: torch.fx cannot trace {what}: {type(e).__name__}: {e}. Fix: make "
+            "that forward free of Python control flow on tensor values (e.g. `if x.sum() > 0`, "
+            "loops over tensor sizes taken as ints), or, if it contains no activation to "
+            f"convert, pass leaf_modules=[{type(mod).__name__}] so it is kept as one opaque "
+            "layer."
+        ) from None
+    return fx.GraphModule(model, graph, class_name=type(model).__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# finding activations
+# ---------------------------------------------------------------------------------------------
+def _owner(node: fx.Node) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    return next(reversed(stack)) if stack else ""
+
+
+def _has_attr_path(gm: nn.Module, path: str) -> bool:
+    try:
+        gm.get_submodule(path)
+        return True
+    except AttributeError:
+        parent, _, leaf = path.rpartition(".")
+        try:
+            mod = gm.get_submodule(parent) if parent else gm
+        except AttributeError:
+            return False
+        return hasattr(mod, leaf)
+
+
+def find_activation_sites(gm: fx.GraphModule) -> tuple[list[ActivationSite], list[str]]:
+    """Return ``(sites, problems)``: every convertible activation, and a description of every
+    node a spiking neuron cannot replace (qualified name, what it is)."""
+    sites: list[ActivationSite] = []
+    problems: list[str] = []
+    used_names: set[str] = set()
+    module_uses: dict[str, int] = {}
+
+    def unique(base: str) -> str:
+        name, k = base, 1
+        while name in used_names or (name != base and _has_attr_path(gm, name)):
+            name = f"{base}_{k}"
+            k += 1
+        used_names.add(name)
+        return name
+
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            mod = gm.get_submodule(node.target)
+            kind = clip = None
+            if isinstance(mod, QCFS):
+                kind = "qcfs"
+            elif isinstance(mod, nn.ReLU6):
+                kind, clip = "relu", 6.0
+            elif isinstance(mod, nn.ReLU):
+                kind = "relu"
+            elif isinstance(mod, SpikingNeuron):
+                problems.append(f"'{node.target}' ({type(mod).__name__}) is already a spiking "
+                                "neuron: convert the ANN, not an SNN")
+                continue
+            elif isinstance(mod, _UNCONVERTIBLE_MODULES):
+                problems.append(f"'{node.target}' ({type(mod).__name__}) has no spiking "
+                                "equivalent")
+                continue
+            if kind is None:
+                continue
+            uses = module_uses.get(node.target, 0)
+            module_uses[node.target] = uses + 1
+            name = unique(node.target if uses == 0 else f"{node.target}_{uses}")
+            where = f"module '{node.target}' ({type(mod).__name__})"
+            if uses:
+                where += f", call {uses + 1}"
+            sites.append(ActivationSite(name, node, kind, mod, clip, where))
+        elif node.op in ("call_function", "call_method"):
+            owner = _owner(node)
+            where_owner = f"in '{owner}'" if owner else "in the top-level forward"
+            if node.op == "call_function":
+                label = _fn_name(node.target)
+                is_relu = node.target in _RELU_FUNCTIONS
+                is_relu6 = node.target in _RELU6_FUNCTIONS
+                bad = node.target in _UNCONVERTIBLE_FUNCTIONS
+            else:
+                label = f"Tensor.{node.target}"
+                is_relu, is_relu6 = node.target in _RELU_METHODS, False
+                bad = node.target in _UNCONVERTIBLE_METHODS
+            if is_relu or is_relu6:
+                base = f"{owner}.{node.name}" if owner else node.name
+                name = unique(base)
+                sites.append(ActivationSite(name, node, "relu", None, 6.0 if is_relu6 else None,
+                                            f"{label} {where_owner} (graph node '{node.name}')"))
+            elif bad:
+                problems.append(f"{label} {where_owner} (graph node '{node.name}') has no "
+                                "spiking equivalent")
+    return sites, problems
+
+
+def _site_input(site: ActivationSite) -> fx.Node:
+    node = site.node
+    x = node.args[0] if node.args else node.kwargs.get("input", node.kwargs.get("self"))
+    if not isinstance(x, fx.Node):
+        raise ConversionError(f"{site.where}: its input is not a tensor computed by the model")
+    return x
+
+
+def _infer_input_dims(gm: fx.GraphModule) -> int | None:
+    phs = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    if not phs:
+        return None
+    frontier, seen = [phs[0]], set()
+    while frontier:
+        node = frontier.pop(0)
+        for user in node.users:
+            if user in seen:
+                continue
+            seen.add(user)
+            if user.op == "call_module":
+                mod = gm.get_submodule(user.target)
+                for cls, dims in ((nn.Conv1d, 3), (nn.Conv2d, 4), (nn.Conv3d, 5),
+                                  (nn.BatchNorm2d, 4), (nn.BatchNorm3d, 5)):
+                    if isinstance(mod, cls):
+                        return dims
+                if isinstance(mod, nn.Linear) and node is phs[0]:
+                    return 2
+                if isinstance(mod, (nn.Identity, nn.Dropout)):
+                    frontier.append(user)
+            elif user.op == "call_function" and user.target in (F.conv1d, F.conv2d, F.conv3d):
+                return {F.conv1d: 3, F.conv2d: 4, F.conv3d: 5}[user.target]
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# the built-in methods
+# ---------------------------------------------------------------------------------------------
+def site_thresholds(ctx: ConversionContext, thresholds: dict[str, Any] | None = None,
+                    method: str = "parallel") -> dict[str, Any]:
+    """Threshold of every site: ``thresholds[name]`` if given, else the QCFS threshold, else
+    the clip value of a clipped ReLU. Raises one error listing every site left without one."""
+    thresholds = dict(thresholds or {})
+    unknown = sorted(set(thresholds) - {s.name for s in ctx.sites})
+    if unknown:
+        raise ConversionError(
+            f"thresholds given for unknown activation sites {unknown}; the model's sites are "
+            f"{[s.name for s in ctx.sites]}")
+    out, missing = {}, []
+    for s in ctx.sites:
+        if s.name in thresholds:
+            out[s.name] = thresholds[s.name]
+        elif s.kind == "qcfs":
+            out[s.name] = s.module.threshold.detach().clone()
+        elif s.clip is not None:
+            out[s.name] = s.clip
+        else:
+            missing.append(s.where)
+    if missing:
+        raise ConversionError(
+            f"method={method!r} needs a firing threshold for every activation, and these "
+            f"plain ReLU activations have none: {'; '.join(missing)}. Get thresholds by "
+            "training the ANN with QCFS activations (activation=leansnn.QCFS(levels=L)), by "
+            "calibrating on data (method=\"calibrated\", calib_data=<loader of inputs>), or "
+            "pass thresholds={site name: value} (e.g. the 99.9th percentile of each "
+            "activation on training data); site names: "
+            f"{[s.name for s in ctx.sites]}")
+    return out
+
+
+@register_method("parallel")
+def _parallel_method(ctx: ConversionContext, thresholds: dict | None = None
+                     ) -> dict[str, nn.Module]:
+    """Parallel spiking neurons (threshold theta from QCFS, shift theta/2)."""
+    th = site_thresholds(ctx, thresholds, "parallel")
+    return {s.name: ParallelIF(ctx.T, th[s.name]) for s in ctx.sites}
+
+
+@register_method("serial")
+def _serial_method(ctx: ConversionContext, thresholds: dict | None = None
+                   ) -> dict[str, nn.Module]:
+    """Serial IF neurons (v0 = theta/2, soft reset, per-layer theta)."""
+    th = site_thresholds(ctx, thresholds, "serial")
+    return {s.name: SerialIF(ctx.T, th[s.name]) for s in ctx.sites}
+
+
+# ---------------------------------------------------------------------------------------------
+# the converted network
+# ---------------------------------------------------------------------------------------------
+class ConvertedSNN(nn.Module):
+    """A converted ANN: input ``[B, ...]`` (direct encoding, repeated over T) or
+    ``[T, B, ...]`` -> per-step output ``y`` ``[T, B, K]`` (not cumulative).
+
+    ``net`` is the rewritten graph (time folded into the batch: ``[T*B, ...]``); its neurons
+    are ordinary submodules (``named_neurons()``). ``engine``: ``"auto"`` (fast path when it
+    is exact, else simulation), ``"fast"`` or ``"simulate"``; also per call
+    ``snn(x, engine=...)``. The prediction after ``t+1`` steps is
+    ``y[:t+1].mean(0).argmax(-1)``.
+    """
+
+    def __init__(self, net: fx.GraphModule, T: int, method: str, input_dims: int | None,
+                 engine: str = "auto") -> None:
+        super().__init__()
+        self.net = net
+        self.T = int(T)
+        self.method = method
+        self.input_dims = input_dims
+        self.engine = engine
+        self._build_plan()
+        self.eval()  # converted networks are for inference (BN uses running statistics)
+
+    # -- plan -----------------------------------------------------------------------------
+    def _build_plan(self) -> None:
+        from .fastpath import build_plan
+
+        object.__setattr__(self, "_plan", build_plan(self.net))
+
+    def _apply(self, fn, *args, **kwargs):  # .to(), .double(): rebuild graphs on new tensors
+        out = super()._apply(fn, *args, **kwargs)
+        if "net" in self._modules:
+            self._build_plan()
+        return out
+
+    @property
+    def engine(self) -> str:
+        return self._engine
+
+    @engine.setter
+    def engine(self, value: str) -> None:
+        if value not in ("auto", "fast", "simulate"):
+            raise ValueError(f"engine must be 'auto', 'fast' or 'simulate', got {value!r}")
+        self._engine = value
+
+    def named_neurons(self) -> list[tuple[str, SpikingNeuron]]:
+        """``(qualified name, neuron)`` for every spiking neuron, in graph order."""
+        out = []
+        for node in self.net.graph.nodes:
+            if node.op == "call_module":
+                m = self.net.get_submodule(node.target)
+                if isinstance(m, SpikingNeuron):
+                    out.append((node.target, m))
+        return out
+
+    def fast_path_status(self, sequence: bool = False) -> tuple[bool, list[str]]:
+        """``(available, reasons it is not)`` for static (or ``sequence``) inputs."""
+        return self._plan.status(sequence, self.training)
+
+    # -- running --------------------------------------------------------------------------
+    def _check_input(self, x: Any) -> bool:
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"converted SNN input: expected a torch.Tensor, got "
+                             f"{type(x).__name__}")
+        if not x.is_floating_point():
+            raise ValueError(f"converted SNN input: expected a float tensor, got {x.dtype}; "
+                             "use x.float()")
+        d = self.input_dims
+        if d is None:
+            raise ValueError(
+                "the converted SNN does not know whether its input is static [B, ...] or a "
+                "sequence [T, B, ...] (the ANN does not start with a convolution); convert "
+                "with input_dims=<dims of one static batch, e.g. 2 for [B, F]>")
+        if x.dim() == d:
+            return True
+        if x.dim() == d + 1:
+            if x.shape[0] != self.T:
+                raise ValueError(f"converted SNN built for T={self.T} got a sequence of "
+                                 f"{x.shape[0]} steps (shape {tuple(x.shape)}); convert again "
+                                 f"with T={x.shape[0]} or pass a static [B, ...] input")
+            return False
+        raise ValueError(f"converted SNN input: expected [B, ...] with {d} dims or [T, B, ...] "
+                         f"with {d + 1} dims, got shape {tuple(x.shape)}")
+
+    def _fold(self, x: torch.Tensor, static: bool) -> torch.Tensor:
+        if static:
+            return x.unsqueeze(0).expand(self.T, *x.shape).reshape(-1, *x.shape[1:])
+        return x.reshape(-1, *x.shape[2:])
+
+    def _unfold(self, y: Any) -> torch.Tensor:
+        if not isinstance(y, torch.Tensor):
+            raise ValueError(f"converted SNN: the ANN must return one tensor, got "
+                             f"{type(y).__name__}")
+        return y.reshape(self.T, -1, *y.shape[1:])
+
+    def forward(self, x: torch.Tensor, engine: str | None = None) -> torch.Tensor:
+        static = self._check_input(x)
+        eng = engine or self._engine
+        if eng not in ("auto", "fast", "simulate"):
+            raise ValueError(f"engine must be 'auto', 'fast' or 'simulate', got {eng!r}")
+        if eng != "simulate":
+            ok, reasons = self._plan.status(not static, self.training)
+            if eng == "fast" and not ok:
+                raise ValueError("the exact fast path is not available: " + "; ".join(reasons)
+                                 + "; use engine='simulate'")
+            eng = "fast" if ok else "simulate"
+        if eng == "fast":
+            plan = self._plan
+            mean = x if static else x.mean(0)
+            means = plan.fast(mean)
+            xf = self._fold(x, static) if plan.tail_uses_input else None
+            return self._unfold(plan.tail(xf, *means))
+        return self._unfold(self.net(self._fold(x, static)))
+
+    def extra_repr(self) -> str:
+        ok, _ = self._plan.status(False, False)
+        return (f"T={self.T}, method={self.method!r}, engine={self._engine!r}, "
+                f"fast_path={'exact' if ok else 'unavailable'}")
+
+
+def convert(model: nn.Module, T: int, method: str = "parallel", *, engine: str = "auto",
+            input_dims: int | None = None, leaf_modules: Iterable[type] = (),
+            **options: Any) -> ConvertedSNN:
+    """Convert an ANN into a spiking network with ``T`` time steps.
+
+    Args:
+        model: the ANN (not modified; a copy is converted in eval mode).
+        T: time steps (>= 1). For QCFS nets with ``levels == T`` and ``method="parallel"``
+            the conversion is lossless.
+        method: a registered method (:func:`methods`): ``"parallel"`` (parallel spiking
+            neurons), ``"serial"`` (IF neurons, ``v0 = theta/2``, soft reset), or one added
+            with :func:`register_method` (e.g. ``"calibrated"``).
+        engine: default engine of the result (``"auto"``, ``"fast"``, ``"simulate"``).
+        input_dims: dims of one static input batch (inferred from a first convolution).
+        leaf_modules: module classes to keep opaque while tracing.
+        options: passed to the method (``thresholds={site: value}`` for the built-ins).
+
+    Returns a :class:`ConvertedSNN`: ``[B, ...]`` or ``[T, B, ...]`` -> ``y`` ``[T, B, K]``.
+    Raises :class:`ConversionError` (a ``ValueError``) listing every problem found.
+    """
+    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+        raise ValueError(f"T must be an int >= 1, got {T!r}")
+    if method not in _METHODS:
+        raise ValueError(f"unknown conversion method {method!r}; available: {methods()}")
+    if engine not in ("auto", "fast", "simulate"):
+        raise ValueError(f"engine must be 'auto', 'fast' or 'simulate', got {engine!r}")
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"convert expects an nn.Module, got {type(model).__name__}")
+    ann = copy.deepcopy(model).eval()
+    gm = trace(ann, leaf_modules)
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        raise ConversionError(
+            f"cannot convert: the model's forward takes {len(placeholders)} inputs "
+            f"({[n.name for n in placeholders]}); wrap it in a module whose forward takes "
+            "exactly one tensor")
+    sites, problems = find_activation_sites(gm)
+    if problems:
+        raise ConversionError(
+            f"cannot convert {type(model).__name__}: {len(problems)} operation(s) have no "
+            "spiking equivalent:\n  - " + "\n  - ".join(problems) + "\nFix: replace them by "
+            "ReLU or leansnn.QCFS and retrain (or fine-tune) the ANN; only QCFS, ReLU, ReLU6 "
+            "and F.relu / torch.relu / Tensor.relu calls can become spiking neurons.")
+    dims = input_dims if input_dims is not None else _infer_input_dims(gm)
+    ctx = ConversionContext(gm, sites, T, dims)
+    try:
+        neurons = _METHODS[method](ctx, **options)
+    except TypeError as e:
+        raise ValueError(f"method {method!r}: bad options {sorted(options)}: {e}") from None
+    missing = [s.name for s in sites if s.name not in neurons]
+    if missing:
+        raise ConversionError(f"method {method!r} built no neuron for sites {missing}")
+    graph = gm.graph
+    for s in sites:
+        neuron = neurons[s.name]
+        if not isinstance(neuron, SpikingNeuron):
+            raise ConversionError(f"method {method!r} returned {type(neuron).__name__} for "
+                                  f"{s.name}; expected a leansnn.neuron.SpikingNeuron")
+        x = _site_input(s)
+        gm.add_submodule(s.name, neuron)
+        with graph.inserting_after(s.node):
+            new = graph.call_module(s.name, (x,), {"mode": "folded"})
+        s.node.replace_all_uses_with(new)
+        graph.erase_node(s.node)
+    graph.lint()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    snn = ConvertedSNN(gm, T, method, dims, engine)
+    _record_config(snn, model, T, method, engine, options)
+    return snn
+
+
+def _record_config(snn: ConvertedSNN, model: nn.Module, T: int, method: str, engine: str,
+                   options: dict) -> None:
+    """Let ``leansnn.save`` / ``leansnn.load`` rebuild the result (registry entry
+    ``"converted"``) when the ANN came from the model registry and the options are JSON-able."""
+    cfg = getattr(model, "leansnn_config", None)
+    if cfg is None:
+        return
+    from ..models.registry import encode
+
+    try:
+        opts = encode({k: (v.tolist() if isinstance(v, torch.Tensor) else v)
+                       for k, v in options.items()})
+    except ValueError:
+        return
+    snn.leansnn_config = {"name": "converted", "kwargs": {
+        "ann": cfg, "T": T, "method": method, "engine": engine, "options": opts}}
+

@@ -1,0 +1,243 @@
+r"""The exact fast path for networks of parallel neurons.
+
+A parallel neuron reads only the time-mean of its input current. If every operation
+between two spiking layers is affine (conv, linear, eval-mode batch norm, average pooling,
+flatten/view, residual addition, dropout in eval mode, ...), the time-mean of a layer's input
+is the same affine map applied to the time-means of the spike trains feeding it. So the
+whole network up to its last spiking layers can be evaluated once, on time-means
+(``[B, ...]``, about one ANN forward pass), and each neuron's spike train rebuilt from its
+count (sorting property: the first ``n`` steps fire).
+
+The per-step output ``y[t]`` is then computed exactly: the *tail* of the graph (the nodes
+between the last spiking layers and the output, usually pooling + the classifier) runs on
+the rebuilt spike trains with time folded into the batch, so the tail may even be
+non-affine.
+
+:func:`build_plan` splits the converted graph into
+
+* ``fast``: input time-mean ``[B, ...]`` -> time-mean input currents of the *source*
+  neurons (the neurons whose output reaches the network output without crossing another
+  neuron), every neuron run in ``mode="mean"``;
+* ``tail``: (folded input or ``None``, those means) -> folded output ``[T*B, ...]``, with the
+  source neurons in ``mode="spikes"``.
+
+When a non-affine operation (max pooling of spikes, a product of two spike-dependent
+tensors, an unknown function, batch norm without running statistics) lies between
+time-varying values and a neuron, the fast path is not exact and the status says why; the
+converted network then simulates all T steps explicitly.
+"""
+
+from __future__ import annotations
+
+import builtins
+import operator
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from ..neuron import SpikingNeuron
+
+__all__ = ["FastPlan", "build_plan", "is_affine"]
+
+_AFFINE_MODULES: tuple[type, ...] = (
+    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
+    nn.ConvTranspose3d, nn.Linear, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.Flatten,
+    nn.Unflatten, nn.Identity, nn.ZeroPad2d, nn.ConstantPad1d, nn.ConstantPad2d,
+    nn.ConstantPad3d, nn.PixelShuffle, nn.PixelUnshuffle, nn.Dropout, nn.Dropout1d,
+    nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+)
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_AFFINE_FUNCTIONS = {
+    operator.add, operator.sub, operator.neg, operator.pos, operator.getitem, torch.add,
+    torch.sub, torch.neg, torch.cat, torch.concat, torch.stack, torch.flatten, torch.reshape,
+    torch.squeeze, torch.unsqueeze, torch.transpose, torch.permute, torch.narrow, torch.chunk,
+    torch.split, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d,
+    F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.linear, F.conv1d, F.conv2d, F.conv3d,
+    F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d, F.dropout, F.dropout1d,
+    F.dropout2d, F.dropout3d, F.batch_norm, F.pixel_shuffle, torch.nn.functional.pad,
+}
+_AFFINE_METHODS = {
+    "view", "reshape", "flatten", "contiguous", "squeeze", "unsqueeze", "transpose", "permute",
+    "add", "sub", "neg", "chunk", "split", "narrow", "expand", "expand_as", "view_as",
+    "reshape_as", "clone", "to", "float", "double", "half", "type_as", "__getitem__",
+}
+_SCALING = {operator.mul, operator.truediv, torch.mul, torch.div, "mul", "div"}
+_REDUCTIONS = {torch.mean, torch.sum, "mean", "sum"}
+_META_METHODS = {"size", "dim", "numel", "type", "ndimension"}
+
+
+def _node_inputs(node: fx.Node) -> list[fx.Node]:
+    return list(node.all_input_nodes)
+
+
+def is_affine(node: fx.Node, gm: fx.GraphModule, varying: set[fx.Node]) -> bool:
+    """True if ``node`` maps the time-mean of its time-varying inputs to the time-mean of its
+    output (an affine map of them, applied per sample)."""
+    target = node.target
+    if node.op == "call_module":
+        mod = gm.get_submodule(target)
+        if isinstance(mod, _BN):
+            return mod.track_running_stats and mod.running_mean is not None
+        if isinstance(mod, nn.Sequential):
+            return False
+        return isinstance(mod, _AFFINE_MODULES)
+    if node.op not in ("call_function", "call_method"):
+        return False
+    key = target
+    if key in _SCALING:
+        args = list(node.args) + list(node.kwargs.values())
+        tv = [a for a in args if isinstance(a, fx.Node) and a in varying]
+        if len(tv) > 1:
+            return False
+        if key in (operator.truediv, torch.div, "div"):
+            return not (len(node.args) > 1 and node.args[1] in varying)
+        return True
+    if key in _REDUCTIONS:
+        dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+        if dim is None:
+            return False
+        dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+        return all(isinstance(d, int) and d != 0 for d in dims)
+    if node.op == "call_function":
+        if target is F.pad:
+            mode = node.kwargs.get("mode", node.args[2] if len(node.args) > 2 else "constant")
+            return mode == "constant"
+        return target in _AFFINE_FUNCTIONS
+    return target in _AFFINE_METHODS
+
+
+def _is_meta(node: fx.Node, meta: set[fx.Node]) -> bool:
+    """Nodes that compute shapes / sizes (Python numbers), never tensors."""
+    if node.op == "call_method" and node.target in _META_METHODS:
+        return True
+    if node.op == "call_function" and node.target is builtins.getattr:
+        return True
+    ins = _node_inputs(node)
+    return bool(ins) and node.op == "call_function" and all(i in meta for i in ins) and (
+        getattr(node.target, "__module__", "") in ("_operator", "operator", "builtins"))
+
+
+@dataclass
+class FastPlan:
+    """The split graphs (see module docstring) and why the fast path may be unavailable."""
+
+    fast: fx.GraphModule | None
+    tail: fx.GraphModule | None
+    tail_uses_input: bool
+    reasons_static: list[str] = field(default_factory=list)
+    reasons_sequence: list[str] = field(default_factory=list)
+
+    def status(self, sequence: bool, training: bool) -> tuple[bool, list[str]]:
+        reasons = list(self.reasons_sequence if sequence else self.reasons_static)
+        if training:
+            reasons.append("the network is in training mode (call .eval())")
+        return (not reasons and self.fast is not None), reasons
+
+
+def _describe(node: fx.Node, gm: fx.GraphModule) -> str:
+    if node.op == "call_module":
+        return f"'{node.target}' ({type(gm.get_submodule(node.target)).__name__})"
+    stack = node.meta.get("nn_module_stack") or {}
+    owner = next(reversed(stack)) if stack else ""
+    name = getattr(node.target, "__name__", str(node.target))
+    return f"{name} in '{owner or '<top level>'}' (graph node '{node.name}')"
+
+
+def build_plan(net: fx.GraphModule) -> FastPlan:
+    """Analyse the converted graph ``net`` and build the fast / tail graphs."""
+    graph = net.graph
+    nodes = list(graph.nodes)
+    neurons = [n for n in nodes if n.op == "call_module"
+               and isinstance(net.get_submodule(n.target), SpikingNeuron)]
+    neuron_set = set(neurons)
+    not_mean = [n for n in neurons if not getattr(net.get_submodule(n.target), "supports_mean",
+                                                  False)]
+    if not_mean:
+        names = ", ".join(f"'{n.target}' ({type(net.get_submodule(n.target)).__name__})"
+                          for n in not_mean[:3])
+        why = [f"neurons such as {names} are simulated step by step (no time-mean form)"]
+        return FastPlan(None, None, False, why, why)
+    # ancestors of neurons: nodes whose value reaches some neuron
+    anc: set[fx.Node] = set()
+    stack = [i for n in neurons for i in _node_inputs(n)]
+    while stack:
+        n = stack.pop()
+        if n not in anc:
+            anc.add(n)
+            stack.extend(_node_inputs(n))
+    meta: set[fx.Node] = set()
+    for n in nodes:
+        if _is_meta(n, meta):
+            meta.add(n)
+
+    def reasons(sequence: bool) -> list[str]:
+        varying: set[fx.Node] = set()
+        bad = []
+        for n in nodes:
+            if n in meta or n.op in ("get_attr", "output"):
+                continue
+            if n.op == "placeholder":
+                if sequence:
+                    varying.add(n)
+                continue
+            if n in neuron_set or any(i in varying for i in _node_inputs(n)):
+                varying.add(n)
+                if n not in neuron_set and n in anc and not is_affine(n, net, varying):
+                    bad.append(n)
+        return [f"{_describe(n, net)} is not affine and lies between spiking layers"
+                for n in bad]
+
+    # tail: nodes reaching the output without crossing a neuron
+    out_node = next(n for n in reversed(nodes) if n.op == "output")
+    tail: set[fx.Node] = set()
+    sources: list[fx.Node] = []
+    stack = _node_inputs(out_node)
+    while stack:
+        n = stack.pop()
+        if n in tail or n in sources:
+            continue
+        if n in neuron_set:
+            sources.append(n)
+            continue
+        tail.add(n)
+        stack.extend(_node_inputs(n))
+    order = {n: i for i, n in enumerate(nodes)}
+    sources.sort(key=order.__getitem__)
+    src_index = {n: i for i, n in enumerate(sources)}
+    # fast graph: everything up to the source neurons' inputs, on time-means
+    fg = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {}
+    for n in nodes:
+        if n.op == "output":
+            break
+        if n in neuron_set:
+            mode = "mean_silent" if n in src_index else "mean"
+            env[n] = fg.call_module(n.target, (env[n.args[0]],), {"mode": mode})
+        else:
+            env[n] = fg.node_copy(n, lambda a: env[a])
+    fg.output(tuple(env[s.args[0]] for s in sources))
+    fast = fx.GraphModule(net, fg, class_name="FastPath")
+    fast.graph.eliminate_dead_code()
+    fast.recompile()
+    # tail graph: folded input + source means -> folded output
+    tg = fx.Graph()
+    tenv: dict[fx.Node, fx.Node] = {}
+    x_ph = tg.placeholder("x_folded")
+    m_ph = [tg.placeholder(f"mean_{i}") for i in range(len(sources))]
+    uses_input = False
+    for n in nodes:
+        if n.op == "output":
+            tg.output(fx.node.map_arg(n.args[0], lambda a: tenv[a]))
+        elif n in src_index:
+            tenv[n] = tg.call_module(n.target, (m_ph[src_index[n]],), {"mode": "spikes"})
+        elif n in tail:
+            if n.op == "placeholder":
+                tenv[n] = x_ph
+                uses_input = True
+            else:
+                tenv[n] = tg.node_copy(n, lambda a: tenv[a])
+    tail_gm = fx.GraphModule(net, tg, class_name="FastTail")
+    return FastPlan(fast, tail_gm, uses_input, reasons(False), reasons(True))

@@ -1,0 +1,198 @@
+"""Spiking neurons that replace ANN activations in a converted network.
+
+Both take the layer's input current ``[T, B, ...]`` and emit spikes of amplitude ``theta``
+(the value the next layer's weights expect), i.e. outputs in ``{0, amplitude}``. Observers
+(:meth:`leansnn.neuron.SpikingNeuron.add_observer`) receive spikes in ``{0, 1}`` per step.
+
+Inside a converted network the graph calls them on tensors with time folded into the batch
+(``mode="folded"``: ``[T*B, ...]``), and parallel neurons also on time-means
+(``mode="mean"``, ``mode="spikes"``: see :class:`ParallelIF`). Users call them with the
+default ``mode="sequence"`` on ``[T, B, ...]``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..neuron import SpikingNeuron
+from ..neuron import surrogate as sg
+from ..neuron.functional import check_sequence
+from ..neuron.fused import lif_fused
+
+__all__ = ["ParallelIF", "SerialIF"]
+
+_MODES = ("sequence", "folded", "mean", "mean_silent", "spikes")
+
+
+def _as_buffer(value, name: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        t = value.detach().clone()
+    else:
+        t = torch.as_tensor(value, dtype=torch.get_default_dtype())
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return t
+
+
+class ParallelIF(SpikingNeuron):
+    r"""Parallel spiking neuron (Hao et al., ICML 2025): all ``T`` steps at once.
+
+    From the window's summed input :math:`S = \sum_t I(t) = T\,\bar I` the neuron fires
+    :math:`n = \mathrm{clip}(\lfloor (S + \psi)/\theta \rfloor, 0, T)` spikes, in the **first**
+    ``n`` steps (the sorting property: step ``k`` fires iff :math:`S + \psi \ge k\theta`), each
+    of amplitude ``amplitude``. Defaults: shift :math:`\psi = \theta/2`, amplitude ``theta``;
+    then the rate :math:`n\theta/T` equals QCFS with ``L = T`` of the mean input exactly.
+
+    Args:
+        T: number of time steps of the window.
+        threshold: ``theta`` > 0, a scalar or a tensor broadcastable to one sample
+            (e.g. ``[C, 1, 1]`` for channel-wise thresholds).
+        shift: ``psi`` (same units and broadcasting as ``threshold``); ``None`` = ``theta/2``.
+        amplitude: value of one spike; ``None`` = ``theta``.
+
+    Modes of :meth:`forward` (``x`` is the input current):
+        ``"sequence"`` ``[T, B, ...] -> [T, B, ...]``; ``"folded"`` ``[T*B, ...] -> [T*B, ...]``;
+        ``"mean"`` time-mean ``[B, ...]`` -> time-mean output (rate times amplitude)
+        ``[B, ...]``; ``"spikes"`` time-mean ``[B, ...]`` -> spike train ``[T*B, ...]``
+        (folded) rebuilt from the counts. ``"mean_silent"`` is ``"mean"`` without notifying.
+
+    Observed potential: ``u[k] = S + psi - (k-1)*theta`` for step ``k = 1..T`` — the window's
+    charge (summed input plus shift) left after the ``k-1`` earlier steps' discharge; step ``k``
+    fires iff ``u[k] >= theta`` (up to float rounding at the boundary).
+    """
+
+    supports_mean = True  # enables the exact fast path (leansnn.convert.fastpath)
+
+    def __init__(self, T: int, threshold, shift=None, amplitude=None) -> None:
+        super().__init__()
+        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+            raise ValueError(f"T must be an int >= 1, got {T!r}")
+        self.T = T
+        th = _as_buffer(threshold, "threshold")
+        if not bool((th > 0).all()):
+            raise ValueError(f"threshold must be > 0, got {threshold!r}")
+        self.register_buffer("threshold", th)
+        self.register_buffer("shift", None if shift is None else _as_buffer(shift, "shift"))
+        self.register_buffer("amplitude",
+                             None if amplitude is None else _as_buffer(amplitude, "amplitude"))
+
+    # -- the neuron's arithmetic ---------------------------------------------------------------
+    def counts(self, mean: torch.Tensor) -> torch.Tensor:
+        """Spike count ``n`` in ``{0..T}`` (float tensor, shape of ``mean`` ``[B, ...]``)."""
+        th = self.threshold
+        if self.shift is None:  # same operation order as leansnn.convert.qcfs (bit-exact)
+            return torch.floor(torch.clamp(mean / th, 0.0, 1.0) * self.T + 0.5)
+        return torch.clamp(torch.floor(mean / th * self.T + self.shift / th), 0.0, self.T)
+
+    def _amp(self) -> torch.Tensor:
+        return self.threshold if self.amplitude is None else self.amplitude
+
+    def rate_output(self, n: torch.Tensor) -> torch.Tensor:
+        """Time-mean output ``n / T * amplitude`` ``[B, ...]``."""
+        return n / self.T * self._amp()
+
+    def spike_train(self, n: torch.Tensor) -> torch.Tensor:
+        """Spike train in {0, 1} ``[T, B, ...]`` with the first ``n`` steps firing."""
+        steps = torch.arange(self.T, device=n.device, dtype=n.dtype)
+        return (steps.view(-1, *([1] * n.dim())) < n.unsqueeze(0)).to(n.dtype)
+
+    def potential(self, mean: torch.Tensor) -> torch.Tensor:
+        """Observed potential ``u[k] = S + psi - (k-1) theta`` ``[T, B, ...]`` (see class)."""
+        th = self.threshold
+        psi = th / 2 if self.shift is None else self.shift
+        k = torch.arange(self.T, device=mean.device, dtype=mean.dtype)
+        k = k.view(-1, *([1] * mean.dim()))
+        return (mean * self.T + psi).unsqueeze(0) - k * th
+
+    def _notify_from(self, n: torch.Tensor, mean: torch.Tensor) -> None:
+        self._notify(self.spike_train(n), self.potential(mean))
+
+    def forward(self, x: torch.Tensor, mode: str = "sequence") -> torch.Tensor:
+        T = self.T
+        if mode in ("sequence", "folded"):
+            if mode == "folded":
+                if x.shape[0] % T:
+                    raise ValueError(f"folded input's first dim {x.shape[0]} is not a multiple "
+                                     f"of T={T}")
+                x = x.reshape(T, x.shape[0] // T, *x.shape[1:])
+            else:
+                check_sequence(x, "ParallelIF input")
+                if x.shape[0] != T:
+                    raise ValueError(f"ParallelIF built for T={T} got a window of "
+                                     f"{x.shape[0]} steps; build it with T={x.shape[0]}")
+            mean = x.mean(0)
+            n = self.counts(mean)
+            s = self.spike_train(n)
+            if self._observers:
+                self._notify(s, self.potential(mean))
+            out = s * self._amp()
+            return out.reshape(-1, *out.shape[2:]) if mode == "folded" else out
+        if mode in ("mean", "mean_silent"):
+            n = self.counts(x)
+            if self._observers and mode == "mean":
+                self._notify_from(n, x)
+            return self.rate_output(n)
+        if mode == "spikes":
+            n = self.counts(x)
+            s = self.spike_train(n)
+            if self._observers:
+                self._notify(s, self.potential(x))
+            out = s * self._amp()
+            return out.reshape(-1, *out.shape[2:])
+        raise ValueError(f"unknown mode {mode!r}; choose from {_MODES}")
+
+    def extra_repr(self) -> str:
+        th = self.threshold
+        desc = f"{float(th):g}" if th.numel() == 1 else f"tensor{tuple(th.shape)}"
+        extra = "" if self.shift is None else ", shift"
+        extra += "" if self.amplitude is None else ", amplitude"
+        return f"T={self.T}, threshold={desc}{extra}"
+
+
+class SerialIF(SpikingNeuron):
+    """Classic IF conversion baseline: one step at a time, ``v0 = theta/2``, soft reset.
+
+    Runs :func:`leansnn.neuron.lif_fused` (decay 1) on ``x / theta`` with threshold 1 and initial
+    potential 1/2, which equals an IF neuron with threshold ``theta`` and ``v0 = theta/2``
+    (soft reset is scale-equivariant); spikes are emitted with amplitude ``theta``.
+
+    Args:
+        T: number of time steps (only checked against ``[T, B, ...]`` inputs).
+        threshold: ``theta`` > 0, scalar or broadcastable to one sample.
+
+    Shapes: ``"sequence"`` ``[T, B, ...] -> [T, B, ...]`` in ``{0, theta}``; ``"folded"``
+    ``[T*B, ...] -> [T*B, ...]``. Observed potential: the IF potential ``u[t]`` (units of
+    the input) compared with ``theta`` at step ``t``.
+    """
+
+    def __init__(self, T: int, threshold) -> None:
+        super().__init__()
+        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+            raise ValueError(f"T must be an int >= 1, got {T!r}")
+        self.T = T
+        th = _as_buffer(threshold, "threshold")
+        if not bool((th > 0).all()):
+            raise ValueError(f"threshold must be > 0, got {threshold!r}")
+        self.register_buffer("threshold", th)
+        self._surrogate = sg.ATan(alpha=2.0)
+
+    def forward(self, x: torch.Tensor, mode: str = "sequence") -> torch.Tensor:
+        T = self.T
+        if mode == "folded":
+            x = x.reshape(T, x.shape[0] // T, *x.shape[1:])
+        elif mode == "sequence":
+            check_sequence(x, "SerialIF input")
+        else:
+            raise ValueError(f"SerialIF supports modes 'sequence' and 'folded', got {mode!r}")
+        th = self.threshold
+        s, u, _ = lif_fused(x / th, decay=1.0, threshold=1.0, surrogate=self._surrogate,
+                            reset="soft", v_init=0.5, want_u=self.observed, want_state=False)
+        if self._observers:
+            self._notify(s, u * th)
+        out = s * th
+        return out.reshape(-1, *out.shape[2:]) if mode == "folded" else out
+
+    def extra_repr(self) -> str:
+        th = self.threshold
+        desc = f"{float(th):g}" if th.numel() == 1 else f"tensor{tuple(th.shape)}"
+        return f"T={self.T}, threshold={desc}, v0=theta/2, reset=soft"

@@ -1,0 +1,390 @@
+"""ANN -> SNN conversion: lossless parallel conversion, fast path == simulation, errors."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import leansnn as ls
+from leansnn.convert import ConversionError, ParallelIF, SerialIF, register_method
+
+D = torch.float64
+
+
+def _randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=g) * 0.6 - 0.1)
+    return model
+
+
+def _qcfs_thresholds(model: nn.Module, seed: int = 0) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, ls.QCFS):
+            m.threshold.data.fill_(float(torch.rand(1, generator=g)) * 2 + 0.5)
+    return model
+
+
+class Block(nn.Module):
+    """Residual block with a functional relu and a Tensor.relu."""
+
+    def __init__(self, c: int, act: nn.Module) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1)
+        self.bn = nn.BatchNorm2d(c)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1)
+        self.act = act
+
+    def forward(self, x):
+        y = F.relu(self.bn(self.conv1(x)))
+        y = self.act(self.conv2(y) + x)
+        return (y * 0.5 + x * 0.5).relu()
+
+
+class Net(nn.Module):
+    """Nested Sequentials, residual blocks, torch.relu, flatten via view, dropout."""
+
+    def __init__(self, L: int) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1),
+                                                nn.BatchNorm2d(4)), ls.QCFS(L, 1.0))
+        self.blocks = nn.Sequential(Block(4, ls.QCFS(L, 1.0)),
+                                    nn.Sequential(nn.AvgPool2d(2), Block(4, ls.QCFS(L, 1.0))))
+        self.fc1 = nn.Linear(4 * 4 * 4, 16)
+        self.drop = nn.Dropout(0.5)
+        self.fc2 = nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = self.blocks(self.stem(x))
+        x = x.view(x.size(0), -1)
+        return self.fc2(self.drop(torch.relu(self.fc1(x))))
+
+
+def _qcfs_relu_net(L: int) -> nn.Module:
+    """The functional relus have no thresholds: swap them for QCFS-equivalent via convert's
+    thresholds= option in the tests below."""
+    return _qcfs_thresholds(_randomise_bn(Net(L))).to(D).eval()
+
+
+def _functional_thresholds(snn_sites, value: float = 1.0) -> dict:
+    return {name: value for name in snn_sites}
+
+
+def _relu_site_names(model) -> list[str]:
+    from leansnn.convert import find_activation_sites, trace
+
+    sites, _ = find_activation_sites(trace(model))
+    return [s.name for s in sites if s.kind == "relu"]
+
+
+class AllQCFS(nn.Module):
+    """Only QCFS activations, F.relu-free, with a residual add and flatten."""
+
+    def __init__(self, L: int) -> None:
+        super().__init__()
+        self.c1 = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), ls.QCFS(L))
+        self.c2 = nn.Sequential(nn.Conv2d(6, 6, 3, padding=1), nn.BatchNorm2d(6))
+        self.a2 = ls.QCFS(L)
+        self.pool = nn.AvgPool2d(2)
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(6 * 4 * 4, 7))
+
+    def forward(self, x):
+        h = self.c1(x)
+        h = self.a2(self.c2(h) + h)
+        return self.fc(self.pool(h))
+
+
+@pytest.mark.parametrize("L", [2, 4, 8])
+def test_lossless_with_levels_equal_T(L):
+    torch.manual_seed(L)
+    ann = _qcfs_thresholds(_randomise_bn(AllQCFS(L)), L).to(D).eval()
+    x = torch.rand(16, 1, 8, 8, dtype=D) * 2
+    ref = ann(x)
+    snn = ls.convert(ann, T=L, method="parallel")
+    for engine in ("simulate", "fast"):
+        y = snn(x, engine=engine)
+        assert y.shape == (L, 16, 7)
+        assert torch.allclose(y.mean(0), ref, atol=1e-9), engine
+    # lossy for T != L (at least somewhere), so the test above can fail
+    other = ls.convert(ann, T=L + 1, method="parallel")
+    assert not torch.allclose(other(x).mean(0), ref, atol=1e-6)
+
+
+def test_lossless_residual_functional_relu_nested():
+    L = 4
+    torch.manual_seed(0)
+    ann = _qcfs_relu_net(L)
+    names = _relu_site_names(ann)
+    # F.relu, Tensor.relu (x2 blocks) and torch.relu are all found, with qualified names
+    assert len(names) == 5
+    assert any(n.startswith("blocks.0.") for n in names)
+    assert any(n.startswith("blocks.1.1.") for n in names)
+    # the ANN's functional relus become QCFS(L, theta=1.5) for the reference
+    th = 1.5
+
+    class Ref(nn.Module):
+        def forward(self, z):
+            return ls.conversion.qcfs(z, th, L)
+
+    ref_model = _qcfs_relu_net(L)
+    ref_model.load_state_dict(ann.state_dict())
+    x = torch.rand(8, 1, 8, 8, dtype=D) * 2
+    with torch.no_grad():
+        orig = (F.relu, torch.relu, torch.Tensor.relu)
+        try:  # evaluate the ANN with every functional relu replaced by QCFS(L, 1.5)
+            F.relu = torch.relu = Ref()  # type: ignore[assignment]
+            torch.Tensor.relu = lambda self: Ref()(self)  # type: ignore[assignment]
+            want = ref_model(x)
+        finally:
+            F.relu, torch.relu, torch.Tensor.relu = orig
+    snn = ls.convert(ann, T=L, thresholds={n: th for n in names})
+    assert snn.fast_path_status() == (True, [])
+    for engine in ("simulate", "fast"):
+        assert torch.allclose(snn(x, engine=engine).mean(0), want, atol=1e-9)
+
+
+def _record_spikes(snn, x, engine):
+    rec = {}
+    handles = [m.add_observer(lambda mod, s, u, n=n: rec.__setitem__(n, (s.clone(), u)))
+               for n, m in snn.named_neurons()]
+    y = snn(x, engine=engine)
+    for h in handles:
+        h.remove()
+    return y, rec
+
+
+@pytest.mark.parametrize("T", [3, 8])
+def test_fast_path_equals_simulation(T):
+    torch.manual_seed(1)
+    ann = _qcfs_relu_net(4)
+    names = _relu_site_names(ann)
+    snn = ls.convert(ann, T=T, thresholds={n: 0.8 for n in names})
+    x = torch.rand(6, 1, 8, 8, dtype=D) * 2
+    y_sim, s_sim = _record_spikes(snn, x, "simulate")
+    y_fast, s_fast = _record_spikes(snn, x, "fast")
+    assert set(s_sim) == set(s_fast) == {n for n, _ in snn.named_neurons()}
+    assert len(s_sim) == 8
+    for n in s_sim:
+        a, b = s_sim[n][0], s_fast[n][0]
+        assert a.shape[0] == T and set(a.unique().tolist()) <= {0.0, 1.0}
+        assert torch.equal(a, b), n  # identical spike trains (hence counts)
+    total = sum(float(s.sum()) for s, _ in s_sim.values())
+    assert total > 0
+    assert torch.allclose(y_sim, y_fast, atol=1e-9)  # identical per-step outputs
+
+
+def test_fast_path_sequence_input():
+    torch.manual_seed(2)
+    T = 4
+    ann = _qcfs_thresholds(_randomise_bn(AllQCFS(T))).to(D).eval()
+    snn = ls.convert(ann, T=T)
+    xs = torch.rand(T, 5, 1, 8, 8, dtype=D) * 2  # varies over time
+    assert snn.fast_path_status(sequence=True)[0]
+    assert torch.allclose(snn(xs, engine="fast"), snn(xs, engine="simulate"), atol=1e-9)
+    with pytest.raises(ValueError, match="T=4"):
+        snn(torch.rand(3, 5, 1, 8, 8, dtype=D))
+
+
+class MaxPoolNet(nn.Module):
+    def __init__(self, tail_pool: bool) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.a1 = ls.QCFS(4, 1.0)
+        self.pool = nn.MaxPool2d(2) if not tail_pool else nn.AvgPool2d(2)
+        self.c2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.a2 = ls.QCFS(4, 1.0)
+        self.tail = nn.MaxPool2d(4) if tail_pool else nn.AvgPool2d(4)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = self.a2(self.c2(self.pool(self.a1(self.c1(x)))))
+        return self.fc(torch.flatten(self.tail(x), 1))
+
+
+def test_fallback_to_simulation_when_not_affine():
+    torch.manual_seed(3)
+    snn = ls.convert(MaxPoolNet(tail_pool=False).to(D), T=4)
+    ok, reasons = snn.fast_path_status()
+    assert not ok and "pool" in reasons[0] and "MaxPool2d" in reasons[0]
+    x = torch.rand(4, 1, 8, 8, dtype=D)
+    assert torch.equal(snn(x), snn(x, engine="simulate"))  # auto -> simulation
+    with pytest.raises(ValueError, match="fast path is not available"):
+        snn(x, engine="fast")
+    # a max pool after the last spiking layer is fine: the tail runs per step
+    snn2 = ls.convert(MaxPoolNet(tail_pool=True).to(D), T=4)
+    assert snn2.fast_path_status()[0]
+    assert torch.allclose(snn2(x, engine="fast"), snn2(x, engine="simulate"), atol=1e-12)
+
+
+def test_non_affine_on_static_input_keeps_fast_path():
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.MaxPool2d(2), ls.QCFS(4, 1.0), nn.Flatten(),
+                        nn.Linear(3 * 3 * 3, 2)).to(D)
+    snn = ls.convert(net, T=4)
+    assert snn.fast_path_status()[0]  # the pool sees the constant image
+    assert not snn.fast_path_status(sequence=True)[0]  # but not a time-varying input
+    x = torch.rand(3, 1, 8, 8, dtype=D)
+    assert torch.allclose(snn(x, engine="fast"), snn(x, engine="simulate"), atol=1e-12)
+    assert torch.allclose(snn(x).mean(0), net.eval()(x), atol=1e-12)
+
+
+def test_parallel_neuron_golden_and_sorting():
+    n = ParallelIF(T=4, threshold=1.0)
+    x = torch.full((4, 1), 0.6)  # S = 2.4, n = floor(2.9) = 2
+    assert n(x).flatten().tolist() == [1.0, 1.0, 0.0, 0.0]
+    torch.manual_seed(0)
+    T, th = 6, 0.7
+    n = ParallelIF(T=T, threshold=torch.tensor(th, dtype=D))
+    x = torch.randn(T, 500, dtype=D)
+    s = n(x) / th
+    S = x.sum(0)
+    k = torch.arange(1, T + 1, dtype=D).unsqueeze(1)
+    fire = (S + th / 2 >= k * th).to(D)  # firing condition of step k (spikes first)
+    assert torch.equal(s, fire)
+    assert torch.equal(s.sum(0), torch.clamp(torch.floor((S + th / 2) / th), 0, T))
+    got = {}
+    n.add_observer(lambda m, sp, u: got.update(s=sp, u=u))
+    n(x)
+    assert torch.equal(got["s"], (got["u"] >= th).to(D))
+
+
+def test_serial_neuron_matches_leansnn_if():
+    torch.manual_seed(0)
+    th = 0.8
+    x = torch.rand(10, 7) * 1.5
+    ref = ls.IF(threshold=th, reset="soft", v_init=th / 2)(x) * th
+    assert torch.allclose(SerialIF(10, th)(x), ref)
+    # golden: constant 0.3, theta 1, v0 0.5: u = .8, 1.1 (fire), .4, .7, 1.0 (fire)
+    s = SerialIF(5, 1.0)(torch.full((5, 1), 0.3))
+    assert s.flatten().tolist() == [0.0, 1.0, 0.0, 0.0, 1.0]
+
+
+def test_serial_conversion_approaches_ann():
+    torch.manual_seed(4)
+    ann = _qcfs_thresholds(_randomise_bn(AllQCFS(4))).eval()
+    x = torch.rand(16, 1, 8, 8) * 2
+    fine = copy.deepcopy(ann)
+    for m in fine.modules():
+        if isinstance(m, ls.QCFS):
+            m.levels = 4096  # ~ clipped ReLU, what serial IF approaches for large T
+    with torch.no_grad():
+        relu_like = fine(x)
+        errs = []
+        for T in (4, 128):
+            snn = ls.convert(ann, T=T, method="serial")
+            assert not snn.fast_path_status()[0]
+            errs.append(float((snn(x).mean(0) - relu_like).abs().mean()))
+    assert errs[1] < 0.3 * errs[0]
+
+
+class Bad(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = nn.Sequential(nn.Linear(4, 4), nn.GELU())
+        self.act = nn.SiLU()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(torch.sigmoid(self.act(self.inner(x))))
+
+
+def test_one_error_lists_every_unconvertible_node():
+    with pytest.raises(ConversionError) as e:
+        ls.convert(Bad(), T=4)
+    msg = str(e.value)
+    for part in ("'inner.1' (GELU)", "'act' (SiLU)", "torch.sigmoid", "3 operation"):
+        assert part in msg
+    assert "QCFS" in msg
+
+
+class Untraceable(nn.Module):
+    def forward(self, x):
+        if x.sum() > 0:
+            return x
+        return -x
+
+
+def test_untraceable_forward_names_module():
+    model = nn.Sequential(nn.Linear(3, 3), nn.Sequential(nn.ReLU(), Untraceable()))
+    with pytest.raises(ConversionError, match=r"'1\.1' \(Untraceable\).*leaf_modules"):
+        ls.convert(model, T=2)
+
+
+def test_relu_without_thresholds_says_how():
+    ann = ls.models.create("small_cnn", num_classes=3, in_channels=1, activation="relu",
+                           width=4, hidden=8)
+    with pytest.raises(ConversionError) as e:
+        ls.convert(ann, T=4)
+    msg = str(e.value)
+    assert "calibrated" in msg and "calib_data" in msg and "QCFS" in msg and "'2'" in msg
+    snn = ls.convert(ann, T=4, thresholds={"2": 1.0, "6": 1.0, "9": 1.0, "14": 2.0})
+    assert snn(torch.rand(2, 1, 28, 28)).shape == (4, 2, 3)
+    with pytest.raises(ConversionError, match="unknown activation sites"):
+        ls.convert(ann, T=4, thresholds={"nope": 1.0})
+
+
+def test_bad_arguments():
+    ann = AllQCFS(4)
+    with pytest.raises(ValueError, match="unknown conversion method"):
+        ls.convert(ann, T=4, method="magic")
+    for T in (0, 2.5, True):
+        with pytest.raises(ValueError, match="T must be"):
+            ls.convert(ann, T=T)
+    snn = ls.convert(ann, T=4)
+    with pytest.raises(ValueError, match="dims"):
+        snn(torch.rand(8, 8))
+    with pytest.raises(ValueError, match="float"):
+        snn(torch.zeros(2, 1, 8, 8, dtype=torch.long))
+    with pytest.raises(ValueError, match="engine"):
+        snn(torch.rand(2, 1, 8, 8), engine="warp")
+
+
+def test_register_method_extension_point():
+    @register_method("test_double_threshold", replace=True)
+    def _m(ctx, factor: float = 2.0):
+        return {s.name: ParallelIF(ctx.T, s.qcfs_threshold * factor) for s in ctx.sites}
+
+    assert "test_double_threshold" in ls.conversion.methods()
+    ann = AllQCFS(4)
+    snn = ls.convert(ann, T=4, method="test_double_threshold", factor=3.0)
+    ths = [float(m.threshold) for _, m in snn.named_neurons()]
+    assert ths == [3 * 8.0, 3 * 8.0]
+    with pytest.raises(ValueError, match="bad options"):
+        ls.convert(ann, T=4, method="test_double_threshold", nope=1)
+
+
+def test_original_model_untouched_and_callable_module():
+    import leansnn.convert as conv_pkg
+
+    ann = AllQCFS(4)
+    before = {k: v.clone() for k, v in ann.state_dict().items()}
+    snn = conv_pkg(ann, T=4)  # the package itself is callable
+    assert isinstance(ann.a2, ls.QCFS) and ann.training
+    assert all(torch.equal(before[k], v) for k, v in ann.state_dict().items())
+    assert isinstance(snn.net.a2, ParallelIF) and not snn.training
+
+
+def test_save_load_converted(tmp_path):
+    torch.manual_seed(5)
+    ann = ls.models.create("small_cnn", num_classes=4, in_channels=1,
+                           activation=ls.QCFS(levels=4, threshold=2.0), width=4, hidden=8)
+    _randomise_bn(ann)
+    ann.net_tag = None
+    with torch.no_grad():
+        for m in ann.modules():
+            if isinstance(m, ls.QCFS):
+                m.threshold.mul_(torch.rand(()) + 0.5)
+    snn = ls.convert(ann, T=4)
+    path = ls.save(snn, tmp_path / "snn.lsnn", note="converted")
+    back = ls.load(path)
+    x = torch.rand(3, 1, 28, 28)
+    assert torch.equal(back(x), snn(x))
+    assert [float(m.threshold) for _, m in back.named_neurons()] == [
+        float(m.threshold) for _, m in snn.named_neurons()]
