@@ -120,7 +120,6 @@ class _FusedLIF(torch.autograd.Function):
         for t in range(T - 1, -1, -1):
             ut = U[t]
             sg = G[t]
-            st = torch.ge(ut, thr, out=sbuf)
             gst = gS[t]
             # dL/ds[t] including the reset path (unless detached)
             if g_next is not None and not detach_reset:
@@ -136,12 +135,14 @@ class _FusedLIF(torch.autograd.Function):
             if acc_thr is not None:
                 acc_thr.addcmul_(gs_eff, sg)
                 if not hard and g_next is not None:
+                    st = torch.ge(ut, thr, out=sbuf)
                     acc_thr.addcmul_(g_next, st, value=c)
             sg.mul_(gs_eff)
             if g_next is not None:
                 if hard:
-                    torch.addcmul(g_next, g_next, st, value=-1.0, out=tmp)
-                    sg.add_(tmp, alpha=c)
+                    # dh/du = 1 - s: one compare gives it directly
+                    not_s = torch.lt(ut, thr, out=sbuf)
+                    sg.addcmul_(g_next, not_s, value=c)
                 else:
                     sg.add_(g_next, alpha=c)
             if gU is not None:

@@ -95,9 +95,10 @@ class ATan(Surrogate):
         return torch.atan(math.pi / 2 * self.alpha * v) / math.pi + 0.5
 
     def derivative_(self, v: torch.Tensor) -> torch.Tensor:
-        return v.mul_(math.pi / 2 * self.alpha).square_().add_(1.0).reciprocal_().mul_(
-            self.alpha / 2
-        )
+        k = math.pi / 2 * self.alpha
+        one = torch.ones((), dtype=v.dtype, device=v.device)
+        torch.addcmul(one, v, v, value=k * k, out=v)  # 1 + (k v)^2
+        return torch.div(one * (self.alpha / 2), v, out=v)
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,8 @@ class Triangle(Surrogate):
 
     def derivative_(self, v: torch.Tensor) -> torch.Tensor:
         a = self.a
-        return v.abs_().mul_(-1.0 / (a * a)).add_(1.0 / a).clamp_min_(0.0)
+        inv_a = torch.full((), 1.0 / a, dtype=v.dtype, device=v.device)
+        return torch.add(inv_a, v.abs_(), alpha=-1.0 / (a * a), out=v).clamp_min_(0.0)
 
 
 _BY_NAME = {c.__name__.lower(): c for c in (Rectangular, Sigmoid, ATan, Triangle)}
