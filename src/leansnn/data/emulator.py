@@ -154,22 +154,34 @@ def saccade_offsets(settings: EmulatorSettings, h: int, w: int) -> tuple[np.ndar
     return times, np.clip(offs, 0.0, [sh - h, sw - w])
 
 
-def _render(canvas: np.ndarray, img: np.ndarray, oy: float, ox: float, sh: int, sw: int,
-            background: float) -> np.ndarray:
-    """Bilinear placement of images ``[B, h, w]``, top-left at ``(oy, ox)``: ``[B, sh, sw]``."""
-    h, w = img.shape[1:]
-    iy, ix = int(np.floor(oy)), int(np.floor(ox))
-    fy, fx = oy - iy, ox - ix
-    canvas.fill(background)
-    canvas[:, 1 + iy:1 + iy + h, 1 + ix:1 + ix + w] = img
-    out = canvas[:, 1:, 1:] * ((1 - fy) * (1 - fx))
-    if fx:
-        out += canvas[:, 1:, :-1] * ((1 - fy) * fx)
-    if fy:
-        out += canvas[:, :-1, 1:] * (fy * (1 - fx))
-        if fx:
-            out += canvas[:, :-1, :-1] * (fy * fx)
-    return out[:, :sh, :sw]
+class _Renderer:
+    """Bilinear placement of images ``[B, h, w]`` on a ``[B, sh, sw]`` sensor, into buffers."""
+
+    def __init__(self, img: np.ndarray, sh: int, sw: int, background: float) -> None:
+        n = img.shape[0]
+        self.img, self.background = img, background
+        self.canvas = np.empty((n, sh + 1, sw + 1), np.float32)  # one guard row/column
+        self.tmp = np.empty((n, sh, sw), np.float32)
+        self.placed: tuple[int, int] | None = None
+
+    def __call__(self, oy: float, ox: float, out: np.ndarray) -> np.ndarray:
+        """Write the images with top-left at ``(oy, ox)`` (pixels) into ``out [B, sh, sw]``."""
+        h, w = self.img.shape[1:]
+        iy, ix = int(np.floor(oy)), int(np.floor(ox))
+        fy, fx = oy - iy, ox - ix
+        c = self.canvas
+        if self.placed != (iy, ix):             # re-place only when the integer part moves
+            c.fill(self.background)
+            c[:, 1 + iy:1 + iy + h, 1 + ix:1 + ix + w] = self.img
+            self.placed = (iy, ix)
+        np.multiply(c[:, 1:, 1:], np.float32((1 - fy) * (1 - fx)), out=out)
+        for use, src, wt in ((fx, c[:, 1:, :-1], (1 - fy) * fx),
+                             (fy, c[:, :-1, 1:], fy * (1 - fx)),
+                             (fx and fy, c[:, :-1, :-1], fy * fx)):
+            if use:
+                np.multiply(src, np.float32(wt), out=self.tmp)
+                out += self.tmp
+        return out
 
 
 def _pixel_thresholds(settings: EmulatorSettings, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -215,21 +227,25 @@ def emulate_batch(
     c_on, c_off = (c.astype(np.float32) for c in _pixel_thresholds(s, seed))
     refr = float(s.refractory_us)
 
-    canvas = np.empty((n, sh + 1, sw + 1), np.float32)
+    render = _Renderer(img, sh, sw, s.background)
     eps = np.float32(s.log_eps)
-    lref = np.log(_render(canvas, img, *offs[0], sh, sw, s.background) + eps).reshape(n, -1)
-    lprev = lref.copy()
-    last = np.full(lref.shape, -np.inf)            # time of each pixel's last event (µs)
     npx = sh * sw
+    bufs = [np.empty((n, sh, sw), np.float32) for _ in range(2)]  # L now / L before
+    lref = render(*offs[0], bufs[0])
+    lref += eps
+    np.log(lref, out=lref)
+    lref = lref.reshape(-1).copy()
+    lprev = bufs[0].reshape(-1)
+    lprev[:] = lref
+    last = np.full(n * npx, -np.inf)               # time of each pixel's last event (µs)
     c_on_f = c_on.reshape(-1).astype(np.float64)
     c_off_f = c_off.reshape(-1).astype(np.float64)
     c_min = np.minimum(c_on, c_off).reshape(1, -1)
-    lref, lprev, last = lref.reshape(-1), lprev.reshape(-1), last.reshape(-1)
     absd = np.empty((n, npx), np.float32)
     chunks: list[tuple[np.ndarray, ...]] = []      # (flat pixel index, t, p)
     for j in range(1, times.size):
         t0, dt = times[j - 1], times[j] - times[j - 1]
-        lcur = _render(canvas, img, *offs[j], sh, sw, s.background).reshape(n, npx)
+        lcur = render(*offs[j], bufs[j % 2])
         lcur += eps
         np.log(lcur, out=lcur)
         lcur = lcur.reshape(-1)
