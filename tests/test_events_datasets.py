@@ -77,7 +77,9 @@ def test_cache_hit_miss_invalidation(fake_root, tmp_path):
     assert b.from_cache and b.cache_path == a.cache_path
     np.testing.assert_array_equal(a.frames, b.frames)
     # any emulator or binning change -> a new conversion under another key
+    assert _load(root, cache, T=4, noise_rate_hz=1.0).from_cache  # 1.0 is the default
     for kw in (dict(T=5), dict(T=4, emulator=EmulatorSettings(noise_rate_hz=3.0)),
+               dict(T=4, noise_rate_hz=4.0),
                dict(T=4, binary=True), dict(T=4, by="count"), dict(T=4, seed=1)):
         c = _load(root, cache, **kw)
         assert not c.from_cache and c.cache_path != a.cache_path

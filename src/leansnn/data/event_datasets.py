@@ -15,6 +15,7 @@ Frames are stored as uint8 counts (clipped at 255): 16 KiB per image at T=8, 32x
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -202,6 +203,7 @@ def event_fashion_mnist(
     size: tuple[int, int] = (32, 32),
     *,
     emulator: EmulatorSettings | None = None,
+    noise_rate_hz: float | None = None,
     by: str = "time",
     binary: bool = False,
     seed: int = 0,
@@ -217,8 +219,9 @@ def event_fashion_mnist(
     with ``(H, W) = size`` (default 32x32 from the 34x34 sensor). Arguments:
 
     - ``emulator``: :class:`~leansnn.data.emulator.EmulatorSettings` (default settings:
-      3 saccades of 100 ms, threshold 0.25, 1 Hz/pixel background noise); ``seed``: the
-      emulator's random seed.
+      3 saccades of 100 ms, threshold 0.25, 1 Hz/pixel background noise); ``noise_rate_hz``,
+      when given, replaces the emulator's background-noise rate (events per pixel per
+      second); ``seed``: the emulator's random seed.
     - ``T``, ``size``, ``by``, ``binary``: see :class:`FrameSettings`. With ``by="time"``
       the ``T`` frames split the whole recording (timestamps ``0 ... emulator.duration_us``
       inclusive) equally.
@@ -233,6 +236,8 @@ def event_fashion_mnist(
     emu = emulator if emulator is not None else EmulatorSettings()
     if not isinstance(emu, EmulatorSettings):
         raise ValueError(f"emulator must be an EmulatorSettings, got {type(emu).__name__}")
+    if noise_rate_hz is not None:
+        emu = dataclasses.replace(emu, noise_rate_hz=noise_rate_hz)
     fs = FrameSettings(T=T, size=size, by=by, binary=binary)
     fs.spatial(emu.sensor_size)  # validates the size against the sensor
     if int(workers) != workers or workers < 1 or int(batch_size) != batch_size or batch_size < 1:
