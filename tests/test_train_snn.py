@@ -1,0 +1,74 @@
+"""``leansnn train-snn``: a tiny real run, JSON report, checkpoint, resume, errors."""
+
+import json
+
+import pytest
+import torch
+
+import leansnn as ls
+from leansnn.attention import ASA
+from leansnn.cli import main
+from leansnn.commands.train_snn import LayerRates
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+TINY = ["train-snn", "--data", "fashion_mnist", "--train-subset", "64", "--test-subset", "32",
+        "--T", "2", "--batch-size", "16", "--width", "4", "--quiet", "--threads", "1"]
+
+
+def _have_fmnist() -> bool:
+    try:
+        ls.data.fashion_mnist("test")
+        return True
+    except ValueError:
+        return False
+
+
+needs_data = pytest.mark.skipif(not _have_fmnist(), reason="Fashion-MNIST not installed")
+
+
+@needs_data
+def test_train_snn_json_checkpoint_and_resume(tmp_path):
+    ck, js = tmp_path / "run.lsnn", tmp_path / "run.json"
+    args = TINY + ["--attention", "asa", "--checkpoint", str(ck), "--json", str(js)]
+    assert main(args + ["--epochs", "1"]) == 0
+    r1 = json.loads(js.read_text())
+    assert len(r1["history"]) == 1
+    assert main(args + ["--epochs", "2", "--resume"]) == 0
+    r = json.loads(js.read_text())
+    assert [h["epoch"] for h in r["history"]] == [1, 2]
+    assert r["history"][0]["loss"] == pytest.approx(r1["history"][0]["loss"])
+    f = r["final"]
+    assert 0.0 <= f["test_accuracy"] <= 1.0
+    rates = f["layer_rates"]
+    assert list(rates) == ["lif1", "lif2", "lif3", "lif_fc1", "lif_out"]
+    assert all(0.0 <= v <= 1.0 for v in rates.values())
+    assert min(rates.values()) < f["nasfr"] < max(rates.values()) or len(set(rates.values())) == 1
+    model = ls.load(ck)
+    assert sum(isinstance(m, ASA) for m in model.modules()) == 3
+    assert model(torch.rand(4, 1, 28, 28)).shape == (2, 4, 10)
+
+
+def test_layer_rates_count_eval_only_and_match_nasfr():
+    torch.manual_seed(0)
+    net = ls.models.create("lif_snn_a", T=3, width=4, input_size=(8, 8), dropout=0.0)
+    lr = LayerRates(net)
+    x = torch.rand(3, 5, 2, 8, 8) * 2
+    net.train()
+    net(x)
+    assert all(v != v for v in lr.rates().values())  # nan: nothing counted in training mode
+    net.eval()
+    from leansnn.train import SpikeCounter
+    with SpikeCounter(net) as sc:
+        net(x)
+    assert lr.nasfr() == pytest.approx(sc.rate)
+    lr.reset()
+    lr.remove()
+    net(x)
+    assert all(v != v for v in lr.rates().values())
+
+
+def test_errors_exit_2(capsys):
+    assert main(["train-snn", "--resume"]) == 2
+    assert "--checkpoint" in capsys.readouterr().err
+    assert main(["train-snn", "--T", "0"]) == 2
