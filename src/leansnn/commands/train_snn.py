@@ -103,15 +103,6 @@ class LayerRates:
             h.remove()
 
 
-def _event_loader():
-    import leansnn.data as data
-
-    fn = getattr(data, "event_fashion_mnist", None)
-    if fn is None:
-        from leansnn.data.event_datasets import event_fashion_mnist as fn
-    return fn
-
-
 def load_data(args: argparse.Namespace, main: bool = True) -> tuple[Any, Any, dict]:
     """Train and test sets and the model arguments they imply (in_channels, input_size)."""
     import leansnn as ls
@@ -120,13 +111,9 @@ def load_data(args: argparse.Namespace, main: bool = True) -> tuple[Any, Any, di
         train = ls.data.fashion_mnist("train", root=args.root).subset(args.train_subset, 0)
         test = ls.data.fashion_mnist("test", root=args.root).subset(args.test_subset, 0)
         return train, test, {"in_channels": 1, "input_size": (28, 28)}
-    from leansnn.data.emulator import EmulatorSettings
-
-    emu = EmulatorSettings() if args.noise_hz is None else EmulatorSettings(
-        noise_rate_hz=float(args.noise_hz))
-    load = _event_loader()
-    kw = dict(T=args.T, root=args.root, size=(args.size, args.size), emulator=emu,
-              progress=main and not args.quiet)
+    kw = dict(T=args.T, root=args.root, size=(args.size, args.size),
+              noise_rate_hz=args.noise_hz, progress=main and not args.quiet)
+    load = ls.data.event_fashion_mnist
     train = load("train", n=args.train_subset, **kw)
     test = load("test", n=args.test_subset, **kw)
     return train, test, {"in_channels": 2, "input_size": (args.size, args.size)}
