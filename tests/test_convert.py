@@ -324,7 +324,7 @@ def test_relu_without_thresholds_says_how():
         ls.convert(ann, T=4)
     msg = str(e.value)
     assert "calibrated" in msg and "calib_data" in msg and "QCFS" in msg and "'2'" in msg
-    snn = ls.convert(ann, T=4, thresholds={"2": 1.0, "6": 1.0, "9": 1.0, "14": 2.0})
+    snn = ls.convert(ann, T=4, thresholds={"2": 1.0, "6": 1.0, "10": 1.0, "14": 2.0})
     assert snn(torch.rand(2, 1, 28, 28)).shape == (4, 2, 3)
     with pytest.raises(ConversionError, match="unknown activation sites"):
         ls.convert(ann, T=4, thresholds={"nope": 1.0})

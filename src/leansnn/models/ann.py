@@ -55,12 +55,12 @@ def _conv_bn(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
 
 @register("small_cnn")
 def small_cnn(num_classes: int = 10, in_channels: int = 1, activation: Any = "relu",
-              levels: int = 4, width: int = 32, input_size: int = 28, hidden: int = 256,
+              levels: int = 4, width: int = 16, input_size: int = 28, hidden: int = 128,
               dropout: float = 0.0) -> nn.Module:
-    """Small CNN for 28x28 images (Fashion-MNIST): ~0.9 M parameters at ``width=32``.
+    """Small CNN for 28x28 images (Fashion-MNIST): 0.43 M parameters, 2.3 M MACs at w = 16.
 
-    conv(C->w)+BN+act, avgpool2, conv(w->2w)+BN+act, conv(2w->2w)+BN+act, avgpool2,
-    flatten, linear(2w*7*7 -> hidden)+BN+act, [dropout], linear(hidden -> K).
+    conv(C->w)+BN+act, avgpool2, conv(w->2w)+BN+act, avgpool2, conv(2w->4w)+BN+act,
+    flatten, linear(4w*7*7 -> hidden)+BN+act, [dropout], linear(hidden -> K).
     """
     _check(num_classes, in_channels)
     w = int(width)
@@ -71,10 +71,10 @@ def small_cnn(num_classes: int = 10, in_channels: int = 1, activation: Any = "re
 
     layers = [
         *_conv_bn(in_channels, w), act(), nn.AvgPool2d(2),
-        *_conv_bn(w, 2 * w), act(),
-        *_conv_bn(2 * w, 2 * w), act(), nn.AvgPool2d(2),
+        *_conv_bn(w, 2 * w), act(), nn.AvgPool2d(2),
+        *_conv_bn(2 * w, 4 * w), act(),
         nn.Flatten(),
-        nn.Linear(2 * w * s * s, hidden, bias=False), nn.BatchNorm1d(hidden), act(),
+        nn.Linear(4 * w * s * s, hidden, bias=False), nn.BatchNorm1d(hidden), act(),
     ]
     if dropout:
         layers.append(nn.Dropout(dropout))

@@ -1,0 +1,75 @@
+"""``leansnn convert``: convert a trained ANN checkpoint and report accuracy, speed, firing.
+
+For every T and method: test accuracy (after all T steps), inference time per image and the
+mean firing rate (spikes per neuron per step), next to the ANN's own accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "convert"
+HELP = "convert a trained ANN (.lsnn) to an SNN and report accuracy, time and firing rate per T"
+EXAMPLE = ("leansnn convert pretrained/small_cnn_qcfs4.lsnn --T 1 2 4 8 16 "
+           "--method parallel serial")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="ANN checkpoint written by leansnn train-ann / ls.save")
+    p.add_argument("--T", type=int, nargs="+", default=[1, 2, 4, 8, 16],
+                   help="time steps to try (default 1 2 4 8 16)")
+    p.add_argument("--method", nargs="+", default=["parallel", "serial"],
+                   help="conversion methods (default parallel serial)")
+    p.add_argument("--engine", default="auto", choices=["auto", "fast", "simulate"],
+                   help="engine of parallel networks (default auto: the exact fast path)")
+    p.add_argument("--test-images", type=int, default=None,
+                   help="evaluate on a subset of the test set (default: all 10000)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--no-firing-rate", action="store_true",
+                   help="skip the firing-rate pass (faster)")
+    p.add_argument("--data", default=None, help="Fashion-MNIST folder")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    import leansnn as ls
+    from leansnn.convert import evaluate_snn, methods
+    from leansnn.train import evaluate
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    bad_t = [t for t in args.T if t < 1]
+    if bad_t:
+        raise ValueError(f"--T values must be >= 1, got {bad_t}")
+    unknown = [m for m in args.method if m not in methods()]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; available: {methods()}")
+    ann = ls.load(args.checkpoint).eval().to(args.device)
+    test = ls.data.fashion_mnist("test", root=args.data)
+    if args.test_images:
+        test = test.subset(args.test_images, 0)
+    t0 = time.perf_counter()
+    ev = evaluate(ann, test, batch_size=args.batch_size, device=args.device, progress=True,
+                  desc="ANN")
+    ann_s = (time.perf_counter() - t0) / ev["n"]
+    print(f"{args.checkpoint}: ANN test accuracy {100 * ev['accuracy']:.2f} % on {ev['n']} "
+          f"images, {1e3 * ann_s:.3f} ms/image")
+    print(f"{'method':<10} {'T':>4} {'accuracy':>9} {'vs ANN':>8} {'ms/image':>9} "
+          f"{'x ANN':>6} {'firing rate':>11}")
+    for method in args.method:
+        for T in args.T:
+            snn = ls.convert(ann, T=T, method=method, engine=args.engine).to(args.device)
+            r = evaluate_snn(snn, test, batch_size=args.batch_size, device=args.device,
+                             progress=True, firing_rate=not args.no_firing_rate,
+                             desc=f"{method} T={T}")
+            print(f"{method:<10} {T:>4} {100 * r['accuracy']:>8.2f}% "
+                  f"{100 * (r['accuracy'] - ev['accuracy']):>+7.2f} "
+                  f"{1e3 * r['seconds_per_image']:>9.3f} "
+                  f"{r['seconds_per_image'] / ann_s:>6.2f} {r['firing_rate']:>11.4f}",
+                  flush=True)
+    return 0
