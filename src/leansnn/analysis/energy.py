@@ -1,0 +1,216 @@
+r"""Operation counts and the usual energy estimate of an SNN, from the spikes it really emits.
+
+For every convolution and linear layer, on every call:
+
+* input **binary** (every non-zero value of a channel equals that channel's largest value,
+  e.g. spikes 0/1 or 0/θ): synaptic operations (accumulates)
+  :math:`\mathrm{SOPs} = \sum_{\text{input spikes } j} \mathrm{fanout}(j)`, where
+  :math:`\mathrm{fanout}(j)` is the exact number of weights input element ``j`` is
+  multiplied with: ``out_features`` for a linear layer; for a convolution
+  ``C_out/groups`` times the number of output positions whose receptive field covers ``j``
+  (fewer at the borders, with padding, stride and dilation). The fan-out map is computed once
+  per layer and input size as the gradient of ``sum(conv(x; W = 1))`` with respect to
+  ``x``, so it is exact for any padding mode, stride, dilation and group count.
+* input **analog** (the first layer of a directly encoded network, or any layer after a
+  non-spiking operation such as average pooling of spikes): dense multiply-accumulates
+  :math:`\mathrm{MACs} = (\text{output elements}) \cdot (\text{fan-in})`, fan-in =
+  ``C_in/groups · kernel size`` or ``in_features`` (padding taps included, the usual
+  convention).
+
+Energy :math:`E = E_\mathrm{MAC}\,\mathrm{MACs} + E_\mathrm{AC}\,\mathrm{SOPs}` with
+:math:`E_\mathrm{MAC} = 4.6` pJ and :math:`E_\mathrm{AC} = 0.9` pJ (45 nm CMOS, 32-bit
+float, Horowitz 2014) by default. The ANN of the same architecture does every layer once per
+input with dense MACs: :math:`E_\mathrm{ANN} = E_\mathrm{MAC} \sum_l \mathrm{MACs}_l`.
+Biases, batch norm (foldable into weights), pooling and neuron updates are not counted, as
+is usual in this estimate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+__all__ = ["energy", "fanout_map", "is_binary"]
+
+_COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+def is_binary(x: torch.Tensor, channel_dim: int) -> bool:
+    """True if every non-zero value of ``x`` equals the largest value of its channel
+    (spikes of one amplitude per channel: 0/1, 0/θ or 0/θ_c) and none is negative."""
+    if x.numel() == 0:
+        return True
+    xc = x.detach().movedim(channel_dim, 0).reshape(x.shape[channel_dim], -1)
+    amp = xc.amax(1, keepdim=True)
+    return bool(((xc == 0) | (xc == amp)).all()) and bool((amp >= 0).all())
+
+
+@torch.enable_grad()
+def fanout_map(conv: nn.Module, in_shape: tuple[int, ...]) -> torch.Tensor:
+    """Exact fan-out of every input element of ``conv`` for inputs of shape
+    ``[C_in, *spatial]``: the number of weights it is multiplied with (``[C_in, *spatial]``,
+    float64). Computed as ``d/dx sum(conv(x; W = 1, no bias))``."""
+    x = torch.zeros(1, *in_shape, dtype=torch.float64, requires_grad=True)
+    w = torch.ones(conv.weight.shape, dtype=torch.float64)
+    y = conv._conv_forward(x, w, None)
+    (g,) = torch.autograd.grad(y.sum(), x)
+    return g[0]
+
+
+class _Counter:
+    """Per-layer SOP/MAC accumulator (forward hook)."""
+
+    def __init__(self, name: str, module: nn.Module) -> None:
+        self.name, self.module = name, module
+        self.kind = type(module).__name__
+        self.sops = 0.0
+        self.macs = 0.0
+        self.ann_macs: float | None = None  # dense MACs of one sample, one pass
+        self.spike_calls = self.analog_calls = 0
+        self.input_spikes = 0.0
+        self.input_elems = 0.0
+        self._fanout: dict[tuple, torch.Tensor] = {}
+
+    def hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        x = inputs[0].detach()
+        m = self.module
+        if isinstance(m, nn.Linear):
+            rows = x.numel() // m.in_features
+            fan_in, per_row_out = m.in_features, m.out_features
+            binary = is_binary(x, x.dim() - 1)
+        else:
+            spatial = m.weight.dim() - 2
+            if x.dim() == spatial + 1:  # unbatched conv input
+                x = x.unsqueeze(0)
+            rows = x.shape[0]
+            fan_in = m.weight[0].numel()
+            per_row_out = output.numel() // max(rows, 1)
+            binary = is_binary(x, 1)
+        if self.ann_macs is None:
+            self.ann_macs = float(per_row_out * fan_in)
+        if binary:
+            self.spike_calls += 1
+            nz = x.ne(0)
+            self.input_spikes += float(nz.sum())
+            self.input_elems += x.numel()
+            if isinstance(m, nn.Linear):
+                self.sops += float(nz.sum()) * m.out_features
+            else:
+                key = tuple(x.shape[1:])
+                if key not in self._fanout:
+                    self._fanout[key] = fanout_map(m, key).to(x.device)
+                per_pos = nz.sum(0, dtype=torch.float64)  # spikes per input element
+                self.sops += float((per_pos * self._fanout[key]).sum())
+        else:
+            self.analog_calls += 1
+            self.macs += float(rows) * per_row_out * fan_in
+
+    def result(self, n: int, e_mac: float, e_ac: float) -> dict:
+        if self.spike_calls and self.analog_calls:
+            kind = "mixed"
+        elif self.spike_calls:
+            kind = "spikes"
+        elif self.analog_calls:
+            kind = "analog"
+        else:
+            kind = "unused"
+        sops, macs = self.sops / n, self.macs / n
+        ann = self.ann_macs or 0.0
+        return {
+            "type": self.kind,
+            "input": kind,
+            "input_spike_rate": (self.input_spikes / self.input_elems
+                                 if self.input_elems else None),
+            "sops": sops,
+            "macs": macs,
+            "energy_pj": e_mac * macs + e_ac * sops,
+            "ann_macs": ann,
+            "ann_energy_pj": e_mac * ann,
+        }
+
+
+def _batches(data: Any, batch_size: int) -> Iterable:
+    if isinstance(data, torch.Tensor):
+        return [data[i:i + batch_size] for i in range(0, data.shape[0], batch_size)]
+    from ..train import iterate
+
+    return iterate(data, batch_size)
+
+
+@torch.no_grad()
+def energy(
+    model: nn.Module,
+    data: Any,
+    e_mac: float = 4.6,
+    e_ac: float = 0.9,
+    max_batches: int | None = None,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> dict:
+    """Synaptic operations, MACs and energy per input of ``model`` over ``data``.
+
+    ``data``: a leansnn dataset, a ``Dataset``, an iterable of ``(x, y)`` batches (inputs
+    counted as ``len(y)``), or a tensor of inputs ``[N, ...]`` (static inputs, N counted).
+    ``e_mac``, ``e_ac``: energy per multiply-accumulate and per accumulate, in pJ.
+    Counting rules and formulas are in the module docstring; the model runs in eval mode.
+
+    Returns ``{"sops", "macs", "energy_pj", "ann_macs", "ann_energy_pj", "ratio_to_ann",
+    "inputs", "e_mac", "e_ac", "layers": {qualified name: {"input": "spikes" | "analog" |
+    "mixed", "sops", "macs", "energy_pj", "ann_macs", ...}}}`` — every count per input
+    (mean over the inputs seen), energies in pJ per input.
+    """
+    for nm, v in (("e_mac", e_mac), ("e_ac", e_ac)):
+        if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ValueError(f"{nm} must be a finite number >= 0 (pJ), got {v!r}")
+    if max_batches is not None and (not isinstance(max_batches, int) or max_batches < 1):
+        raise ValueError(f"max_batches must be a positive int or None, got {max_batches!r}")
+    counters = [_Counter(name, m) for name, m in model.named_modules()
+                if isinstance(m, _COUNTED)]
+    if not counters:
+        raise ValueError(f"{type(model).__name__} has no Conv1d/2d/3d or Linear layer to count")
+    handles = [c.module.register_forward_hook(c.hook) for c in counters]
+    was_training = model.training
+    model.eval()
+    n = 0
+    try:
+        for i, batch in enumerate(tqdm(_batches(data, batch_size), desc="energy", leave=False,
+                                       disable=not progress)):
+            if max_batches is not None and i >= max_batches:
+                break
+            if isinstance(batch, (tuple, list)):
+                x = batch[0]
+                k = len(batch[1]) if len(batch) > 1 else x.shape[0]
+            else:
+                x, k = batch, batch.shape[0]
+            model(x.to(device))
+            n += int(k)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    if n == 0:
+        raise ValueError("energy: the data yielded no inputs")
+    layers = {c.name: c.result(n, e_mac, e_ac) for c in counters}
+    sops = sum(v["sops"] for v in layers.values())
+    macs = sum(v["macs"] for v in layers.values())
+    ann = sum(v["ann_macs"] for v in layers.values())
+    e = e_mac * macs + e_ac * sops
+    return {
+        "sops": sops,
+        "macs": macs,
+        "energy_pj": e,
+        "ann_macs": ann,
+        "ann_energy_pj": e_mac * ann,
+        "ratio_to_ann": e / (e_mac * ann) if ann else None,
+        "inputs": n,
+        "e_mac": float(e_mac),
+        "e_ac": float(e_ac),
+        "layers": layers,
+    }

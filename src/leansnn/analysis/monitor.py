@@ -1,0 +1,460 @@
+r"""Streaming spike and membrane-potential statistics of every spiking layer.
+
+:class:`Monitor` attaches an observer to every :class:`~leansnn.neuron.SpikingNeuron` of a
+model (found by type, never by name) and, while the user runs data through the model,
+folds each batch into fixed-size accumulators: memory does not grow with the number of
+samples seen. :meth:`Monitor.summary` turns the accumulators into the metrics below (a
+JSON-able dict).
+
+Notation for one spiking layer: spikes :math:`s_{t,b,i} \in \{0, 1\}` (a spike of any
+amplitude counts as 1) at step :math:`t < T`, sample :math:`b` (of :math:`n` samples seen)
+and neuron :math:`i` (of :math:`N` neurons per step; neuron shape ``[C, ...]``, channel
+``c`` = dim 2 of the ``[T, B, C, ...]`` tensor, each feature of a linear layer is a
+channel), membrane potential :math:`u_{t,b,i}` (the value compared with the threshold
+:math:`\theta`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..neuron import LIF, SpikingNeuron
+
+__all__ = ["Monitor", "MonitorConfig", "layer_threshold", "surrogate_window"]
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Settings of a :class:`Monitor`.
+
+    bins: number of fixed histogram bins of the membrane potential.
+    potential_range: ``(lo, hi)`` of the histogram in potential units, the same for every
+        layer; ``None`` uses ``range_in_thresholds`` times each layer's threshold.
+    range_in_thresholds: default range in units of the layer's threshold θ:
+        ``(-4, 5)`` gives ``[-4θ, 5θ)``. Values outside are counted as under/overflow.
+    capture: keep the full spike (and potential) tensors of the first ``capture`` samples
+        for pictures (0 = none).
+    potentials: record potential statistics (asks LIF/IF neurons to compute ``u``).
+    """
+
+    bins: int = 90
+    potential_range: tuple[float, float] | None = None
+    range_in_thresholds: tuple[float, float] = (-4.0, 5.0)
+    capture: int = 0
+    potentials: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.bins, int) or self.bins < 1:
+            raise ValueError(f"bins must be a positive int, got {self.bins!r}")
+        for name in ("potential_range", "range_in_thresholds"):
+            r = getattr(self, name)
+            if r is None:
+                continue
+            if (len(r) != 2 or not all(isinstance(v, (int, float)) and math.isfinite(v)
+                                       for v in r) or not r[0] < r[1]):
+                raise ValueError(f"{name} must be (lo, hi) with finite lo < hi, got {r!r}")
+        if not isinstance(self.capture, int) or self.capture < 0:
+            raise ValueError(f"capture must be an int >= 0, got {self.capture!r}")
+
+
+def layer_threshold(module: nn.Module) -> float | torch.Tensor | None:
+    """The firing threshold of a spiking layer: a float, a per-channel tensor ``[C]``, or
+    ``None`` when the layer exposes none. Looks at ``_threshold()``, ``threshold`` and
+    ``params.threshold``, in that order."""
+    th = None
+    fn = getattr(module, "_threshold", None)
+    if callable(fn):
+        th = fn()
+    if th is None:
+        th = getattr(module, "threshold", None)
+    if th is None and hasattr(module, "params"):
+        th = getattr(module.params, "threshold", None)
+    if isinstance(th, torch.Tensor):
+        th = th.detach()
+        return float(th) if th.numel() == 1 else th.flatten().float()
+    if isinstance(th, (int, float)):
+        return float(th)
+    return None
+
+
+def surrogate_window(module: nn.Module) -> float | None:
+    """Half-width ``a`` of the surrogate-gradient window of a layer, in potential units.
+
+    The window is ``|u - θ| < a``: where the surrogate gradient is non-negligible, i.e. where
+    a neuron can learn. Surrogates with a compact support (``Rectangular``, ``Triangle``)
+    use their ``a``; smooth ones (``ATan``, ``Sigmoid``) the half-width where the derivative
+    is at least 10 % of its peak. ``None`` if the layer has no surrogate.
+    """
+    params = getattr(module, "params", None)
+    sg = getattr(params, "surrogate", None) or getattr(module, "surrogate", None)
+    if sg is None or not hasattr(sg, "derivative"):
+        return None
+    a = getattr(sg, "a", None)
+    if isinstance(a, (int, float)):
+        return float(a)
+    v = torch.linspace(0.0, 50.0, 200001, dtype=torch.float64)
+    d = sg.derivative(v)
+    peak = float(d[0])
+    if not peak > 0:
+        return None
+    inside = (d >= 0.1 * peak).nonzero()
+    return float(v[int(inside[-1])])
+
+
+def _broadcast_channel(th: float | torch.Tensor, like: torch.Tensor) -> float | torch.Tensor:
+    """Per-channel threshold ``[C]`` -> shape broadcasting against ``[B, C, ...]``."""
+    if isinstance(th, torch.Tensor):
+        return th.to(like.device, like.dtype).view(1, -1, *([1] * (like.dim() - 2)))
+    return th
+
+
+class _LayerStats:
+    """Fixed-size accumulators of one spiking layer (created at its first batch)."""
+
+    def __init__(self, name: str, module: nn.Module, cfg: MonitorConfig) -> None:
+        self.name, self.cfg = name, cfg
+        self.kind = type(module).__name__
+        self.threshold = layer_threshold(module)
+        self.window = surrogate_window(module)
+        # LIF/IF (and subclasses) emit exact 0./1. spikes with s = H(u - θ)
+        self.unit_spikes = isinstance(module, LIF)
+        self.shape: tuple[int, ...] | None = None
+        self.T = 0
+        self.samples = 0
+        self.calls = 0
+
+    # -- allocation at the first batch -------------------------------------------------------
+    def _init(self, s: torch.Tensor, u: torch.Tensor | None) -> None:
+        T, shape = s.shape[0], tuple(s.shape[2:])
+        self.T, self.shape = T, shape
+        self.N = math.prod(shape) if shape else 1
+        self.C = shape[0] if shape else 1
+        dev = s.device
+        f64 = dict(dtype=torch.float64, device=dev)
+        self.counts = torch.zeros(T, self.N, **f64)  # spikes per (step, neuron), summed over b
+        self.silent_in = torch.zeros((), **f64)  # (sample, neuron) pairs with no spike in T
+        self.always_in = torch.zeros((), **f64)  # (sample, neuron) pairs spiking at every step
+        self.joint = torch.zeros(max(T - 1, 0), **f64)  # sum_b,i s[t] s[t-1]
+        self.tcos_sum = torch.zeros(max(T - 1, 0), **f64)
+        self.tcos_n = torch.zeros(max(T - 1, 0), **f64)
+        self.spatial = len(shape) >= 2
+        self.scos_sum = torch.zeros(T, **f64)
+        self.scos_n = torch.zeros(T, **f64)
+        self.has_u = u is not None and self.cfg.potentials
+        if self.has_u:
+            if self.cfg.potential_range is not None:
+                lo, hi = self.cfg.potential_range
+            else:
+                th = self.threshold
+                ref = float(th.max()) if isinstance(th, torch.Tensor) else (th or 1.0)
+                lo, hi = (k * ref for k in self.cfg.range_in_thresholds)
+            self.lo, self.hi = float(lo), float(hi)
+            self.hist = torch.zeros(T, self.cfg.bins, **f64)
+            self.under = torch.zeros(T, **f64)
+            self.over = torch.zeros(T, **f64)
+            self.u_sum = torch.zeros(T, **f64)
+            self.u_sq = torch.zeros(T, **f64)
+            self.u_above = torch.zeros(T, **f64)
+            self.u_window = torch.zeros(T, **f64)
+            self.u_n = 0
+        self.captured_s: torch.Tensor | None = None
+        self.captured_u: torch.Tensor | None = None
+
+    # -- one batch ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def update(self, s: torch.Tensor, u: torch.Tensor | None) -> None:
+        if s.dim() < 2:
+            raise ValueError(f"{self.name}: spikes must be [T, B, ...], got {tuple(s.shape)}")
+        if self.shape is None:
+            self._init(s, u)
+        elif s.shape[0] != self.T or tuple(s.shape[2:]) != self.shape:
+            raise ValueError(
+                f"Monitor: layer {self.name!r} first saw spikes [T={self.T}, B, "
+                f"{', '.join(map(str, self.shape))}] and now {list(s.shape)}; use one Monitor "
+                "per input size and number of time steps"
+            )
+        s = s.detach()
+        T, B, N = self.T, s.shape[1], self.N
+        self.samples += B
+        self.calls += 1
+        self._capture(s, u)
+        cnt_in = torch.zeros(B, N, dtype=torch.float32, device=s.device)
+        prev = prev_n = None
+        step_spikes = []
+        for t in range(T):
+            st = s[t].reshape(B, N)
+            # any spike amplitude counts as one spike; LIF/IF emit exact 0./1. floats already
+            bt = st if self.unit_spikes and st.dtype == torch.float32 else st.ne(0).float()
+            self.counts[t] += bt.sum(0)
+            cnt_in += bt
+            n_t = bt.sum(1)  # spikes per sample at step t
+            step_spikes.append(n_t.sum())
+            if prev is not None:
+                dot = torch.bmm(bt.unsqueeze(1), prev.unsqueeze(2)).view(B)
+                self.joint[t - 1] += dot.sum()
+                ok = (n_t > 0) & (prev_n > 0)
+                cos = dot / (n_t * prev_n).clamp_min(1).sqrt()
+                self.tcos_sum[t - 1] += cos[ok].sum()
+                self.tcos_n[t - 1] += ok.sum()
+            if self.spatial:
+                X = bt.view(B, self.C, -1)
+                nc = X.sum(-1)  # [B, C] spikes per channel map
+                inv = nc.clamp_min(1).rsqrt() * (nc > 0)
+                # sum_{c != c'} cos(x_c, x_c') = ||sum_c x_c / |x_c| ||^2 - k,  k = #non-empty
+                z = torch.bmm(inv.unsqueeze(1), X).view(B, -1)
+                k = (nc > 0).sum(1).double()
+                pair_sum = z.double().square().sum(1) - k
+                pairs = k * (k - 1)
+                ok = pairs > 0
+                self.scos_sum[t] += (pair_sum[ok] / pairs[ok]).sum()
+                self.scos_n[t] += ok.sum()
+            prev, prev_n = bt, n_t
+        self.silent_in += torch.count_nonzero(cnt_in == 0)
+        self.always_in += torch.count_nonzero(cnt_in == T)
+        if self.has_u and u is not None:
+            self._potential(u.detach(), step_spikes)
+
+    def _potential(self, u: torch.Tensor, step_spikes: list) -> None:
+        th = self.threshold if self.threshold is not None else math.inf
+        a = self.window
+        bins = self.cfg.bins
+        w = (self.hi - self.lo) / bins
+        self.u_n += u[0].numel()
+        for t in range(self.T):
+            ut = u[t]
+            if ut.dtype not in (torch.float32, torch.float64):
+                ut = ut.float()
+            self.u_sum[t] += ut.sum().double()
+            self.u_sq[t] += torch.linalg.vector_norm(ut).double().square()
+            tb = _broadcast_channel(th, ut)
+            if self.unit_spikes and not isinstance(th, torch.Tensor):
+                self.u_above[t] += step_spikes[t]  # LIF/IF: s = H(u - θ) by definition
+            else:
+                self.u_above[t] += torch.count_nonzero(ut >= tb)
+            if a is not None:
+                self.u_window[t] += torch.count_nonzero((ut - tb).abs_() < a)
+            # one histc with an under- and an overflow bin: clamp outliers into them
+            h = torch.histc(ut.clamp(self.lo - w / 2, self.hi + w / 2), bins + 2,
+                            self.lo - w, self.hi + w).double()
+            self.hist[t] += h[1:-1]
+            self.under[t] += h[0]
+            self.over[t] += h[-1]
+
+    def _capture(self, s: torch.Tensor, u: torch.Tensor | None) -> None:
+        have = 0 if self.captured_s is None else self.captured_s.shape[1]
+        k = min(self.cfg.capture - have, s.shape[1])
+        if k <= 0:
+            return
+        cs = s[:, :k].ne(0).cpu()
+        self.captured_s = cs if self.captured_s is None else torch.cat([self.captured_s, cs], 1)
+        if u is not None:
+            cu = u[:, :k].detach().float().cpu()
+            self.captured_u = cu if self.captured_u is None else torch.cat([self.captured_u, cu], 1)
+
+    # -- metrics -----------------------------------------------------------------------------
+    def summary(self) -> dict:
+        if self.shape is None:
+            return {"type": self.kind, "samples": 0, "rate": float("nan")}
+        T, N, n = self.T, self.N, self.samples
+        counts = self.counts
+        total = float(counts.sum())
+        per_neuron = counts.sum(0)  # [N]
+        rate_step = (counts.sum(1) / (n * N)).tolist()
+        rate_ch = (counts.sum(0).view(self.C, -1).sum(1) / (n * T * (N // self.C))).tolist()
+        prev_spikes = counts[:-1].sum(1)
+        p_step = (self.joint / prev_spikes.clamp_min(1)).tolist()
+        th = self.threshold
+        out = {
+            "type": self.kind,
+            "shape": list(self.shape),
+            "neurons": N,
+            "T": T,
+            "samples": n,
+            "threshold": th.tolist() if isinstance(th, torch.Tensor) else th,
+            "spikes": total,
+            "rate": total / (n * T * N),
+            "rate_per_step": rate_step,
+            "rate_per_channel": rate_ch,
+            "silent_fraction": float((per_neuron == 0).sum()) / N,
+            "always_firing_fraction": float((per_neuron == n * T).sum()) / N,
+            "silent_fraction_per_input": float(self.silent_in) / (n * N),
+            "always_firing_fraction_per_input": float(self.always_in) / (n * N),
+            "temporal": {
+                "p_refire": (float(self.joint.sum() / prev_spikes.sum()) if T > 1
+                             and float(prev_spikes.sum()) > 0 else None),
+                "p_refire_per_step": p_step,
+                "consecutive_cosine": (float(self.tcos_sum.sum() / self.tcos_n.sum())
+                                       if float(self.tcos_n.sum()) > 0 else None),
+                "consecutive_cosine_per_step": _safe_div(self.tcos_sum, self.tcos_n),
+            },
+            "spatial": {
+                "channel_cosine": (float(self.scos_sum.sum() / self.scos_n.sum())
+                                   if self.spatial and float(self.scos_n.sum()) > 0 else None),
+                "channel_cosine_per_step": (_safe_div(self.scos_sum, self.scos_n)
+                                            if self.spatial else None),
+            },
+            "potential": self._potential_summary(),
+        }
+        return out
+
+    def _potential_summary(self) -> dict | None:
+        if not self.has_u or self.u_n == 0:
+            return None
+        m = self.u_n  # values per step
+        mean_t = self.u_sum / m
+        var_t = (self.u_sq / m - mean_t.square()).clamp_min(0)
+        total_n = m * self.T
+        mean = float(self.u_sum.sum()) / total_n
+        var = max(float(self.u_sq.sum()) / total_n - mean * mean, 0.0)
+        return {
+            "mean": mean,
+            "std": math.sqrt(var),
+            "mean_per_step": mean_t.tolist(),
+            "std_per_step": var_t.sqrt().tolist(),
+            "frac_above_threshold": float(self.u_above.sum()) / total_n,
+            "frac_above_threshold_per_step": (self.u_above / m).tolist(),
+            "frac_in_window": (float(self.u_window.sum()) / total_n
+                               if self.window is not None else None),
+            "window": self.window,
+            "range": [self.lo, self.hi],
+            "bins": self.cfg.bins,
+            "hist": self.hist.sum(0).tolist(),
+            "hist_per_step": self.hist.tolist(),
+            "underflow": float(self.under.sum()) / total_n,
+            "overflow": float(self.over.sum()) / total_n,
+        }
+
+
+def _safe_div(a: torch.Tensor, b: torch.Tensor) -> list:
+    return [float(x) / float(y) if float(y) > 0 else None for x, y in zip(a, b)]
+
+
+class Monitor:
+    r"""Record streaming spike and potential statistics of every spiking layer of ``model``.
+
+    Use as a context manager around ordinary forward passes::
+
+        with ls.analysis.Monitor(snn) as mon:
+            for x, _ in loader:
+                snn(x)
+        stats = mon.summary()
+
+    Every :class:`~leansnn.neuron.SpikingNeuron` (LIF, IF, conversion neurons, ...) is found
+    by type; layers are keyed by their qualified module name. Per layer the monitor keeps
+    ``O(T·N + T·bins)`` numbers, independent of how many samples are seen; ``capture=k``
+    additionally keeps the full tensors of the first ``k`` samples (for pictures).
+    The statistics are computed without gradients and do not change the model's outputs.
+
+    Metrics in :meth:`summary` (notation in the module docstring; sums run over all samples
+    seen, :math:`n` samples):
+
+    * ``rate`` :math:`r = \sum_{t,b,i} s_{t,b,i} / (T n N)`; ``rate_per_step``
+      :math:`r[t] = \sum_{b,i} s_{t,b,i} / (n N)`; ``rate_per_channel``
+      :math:`r[c] = \sum_{t,b,i \in c} s / (T n N_c)`.
+    * ``nasfr`` (network average spike firing rate) :math:`= \sum_l \sum_{t,b,i} s^l /
+      \sum_l T_l n_l N_l` over all spiking layers, the classifier's included.
+    * ``silent_fraction``: share of neurons with no spike over all steps and samples;
+      ``always_firing_fraction``: share firing at every step of every sample.
+      ``*_per_input``: the same per (sample, neuron) pair, i.e. within one window.
+    * temporal redundancy: ``p_refire`` :math:`= \sum_{t\ge1} s_t s_{t-1} / \sum_{t\ge1}
+      s_{t-1}` = P(fire at t | fired at t-1) (compare with ``rate``: equal means no
+      temporal structure); ``consecutive_cosine`` = mean over (sample, t ≥ 1) of
+      :math:`\cos(s_{t}, s_{t-1})` of the layer's whole spike map, over pairs where both
+      maps are non-empty.
+    * spatial redundancy (layers with spatial dims): ``channel_cosine`` = mean over (sample,
+      step) of the mean pairwise cosine similarity :math:`\cos(s_{t,b,c}, s_{t,b,c'})`,
+      :math:`c \ne c'`, of the non-empty channel maps (computed as
+      :math:`(\|\sum_c \hat s_c\|^2 - k) / (k(k-1))` with unit-norm maps :math:`\hat s_c`).
+    * ``potential``: mean and std of :math:`u`; ``frac_above_threshold`` = share of
+      :math:`u \ge \theta`; ``frac_in_window`` = share of :math:`|u - \theta| < a`, ``a``
+      from :func:`surrogate_window`; fixed-bin histograms over the whole layer and per step,
+      with under/overflow shares.
+    """
+
+    def __init__(self, model: nn.Module, config: MonitorConfig | None = None, **kwargs) -> None:
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"Monitor needs an nn.Module, got {type(model).__name__}")
+        if config is not None and kwargs:
+            raise ValueError("give either config= or keyword settings, not both")
+        self.config = config if config is not None else MonitorConfig(**kwargs)
+        self.model = model
+        self.layers: dict[str, _LayerStats] = {}
+        self._handles: list = []
+        for name, m in model.named_modules():
+            if isinstance(m, SpikingNeuron):
+                self.layers[name or "<model>"] = _LayerStats(name or "<model>", m, self.config)
+        if not self.layers:
+            raise ValueError(
+                f"Monitor: {type(model).__name__} has no spiking layers (no submodule derives "
+                "from leansnn.SpikingNeuron); analyse an SNN, e.g. ls.convert(ann, T=...)"
+            )
+
+    def _observer(self, stats: _LayerStats) -> Callable:
+        def fn(module: nn.Module, spikes: torch.Tensor, potential: torch.Tensor | None) -> None:
+            stats.update(spikes, potential if self.config.potentials else None)
+
+        return fn
+
+    def __enter__(self) -> Monitor:
+        if self._handles:
+            raise RuntimeError("this Monitor is already active")
+        modules = dict(self.model.named_modules())
+        for name, stats in self.layers.items():
+            m = modules["" if name == "<model>" else name]
+            self._handles.append(m.add_observer(self._observer(stats)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    # -- results -----------------------------------------------------------------------------
+    @property
+    def samples(self) -> int:
+        """Inputs seen (samples passed through the first spiking layer)."""
+        return next(iter(self.layers.values())).samples
+
+    def summary(self) -> dict:
+        """All metrics as a JSON-able dict (see the class docstring for the formulas).
+
+        Keys: ``nasfr``, ``samples``, ``spikes_per_input``, ``neurons`` (per step, all
+        layers), ``layers`` (qualified name -> per-layer dict with ``rate``,
+        ``rate_per_step``, ``rate_per_channel``, ``silent_fraction``, ...).
+        """
+        layers = {name: st.summary() for name, st in self.layers.items()}
+        seen = [st for st in self.layers.values() if st.samples > 0]
+        spikes = sum(float(st.counts.sum()) for st in seen)
+        slots = sum(st.T * st.N * st.samples for st in seen)
+        n = self.samples
+        return {
+            "nasfr": spikes / slots if slots else float("nan"),
+            "samples": n,
+            "neurons": sum(st.N for st in seen),
+            "spikes_per_input": spikes / n if n else float("nan"),
+            "layers": layers,
+        }
+
+    def rate_map(self, name: str) -> torch.Tensor:
+        """Per-neuron firing rate ``[T, *neuron_shape]`` (spikes per sample) of layer ``name``."""
+        st = self._get(name)
+        return (st.counts / max(st.samples, 1)).view(st.T, *st.shape).float().cpu()
+
+    def captured(self, name: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Full ``(spikes bool [T, k, ...], potential float [T, k, ...] or None)`` of the first
+        ``k = capture`` samples of layer ``name`` (``(None, None)`` without ``capture``)."""
+        st = self._get(name)
+        return st.captured_s, st.captured_u
+
+    def _get(self, name: str) -> _LayerStats:
+        if name not in self.layers:
+            raise ValueError(f"no spiking layer {name!r}; layers: {', '.join(self.layers)}")
+        st = self.layers[name]
+        if st.shape is None:
+            raise ValueError(f"layer {name!r} has seen no data yet")
+        return st
