@@ -174,3 +174,21 @@ def test_workers_and_batch_size_do_not_change_frames(fake_root, tmp_path):
     np.testing.assert_array_equal(a.frames, b.frames)
     with pytest.raises(ValueError, match="workers"):
         _load(root, tmp_path / "c", workers=0)
+
+
+def test_file_digest_spot_check(tmp_path):
+    from leansnn.data.event_datasets import _file_digest
+
+    f = tmp_path / "big.bin"
+    data = bytearray(np.random.default_rng(0).integers(0, 256, 3_000_000, np.uint8).tobytes())
+    f.write_bytes(bytes(data))
+    d0 = _file_digest(f, block=1024, blocks=16)
+    for pos in (0, len(data) - 1):
+        bad = bytearray(data)
+        bad[pos] ^= 1
+        f.write_bytes(bytes(bad))
+        assert _file_digest(f, block=1024, blocks=16) != d0
+    f.write_bytes(bytes(data[:-1]))
+    assert _file_digest(f, block=1024, blocks=16) != d0
+    f.write_bytes(bytes(data))
+    assert _file_digest(f, block=1024, blocks=16) == d0
