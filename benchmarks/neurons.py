@@ -5,9 +5,10 @@
 (b) one training step (forward, MSE on the mean output rate against one-hot labels,
     backward, Adam) of the ICCV 2023 "arch A" LIF-SNN on [8, 16, 2, 32, 32] event frames.
 
-All three libraries get the same inputs and the same neuron (decay 0.3 i.e. tau = 1/0.7,
-threshold 0.3, hard reset to 0, ATan surrogate alpha = 2) with 2 threads; timings are medians
-of interleaved rounds, so the ratios are measured side by side in one run.
+All three libraries get the same inputs and the paper's neuron (decay 0.3 i.e. tau = 1/0.7,
+threshold 0.3, hard reset to 0, rectangular surrogate of half-width 0.25 -- SpikingJelly's
+``Rect(alpha=2)``; snnTorch has no rectangular surrogate, so it gets ``atan``) with 2 threads;
+timings are medians of interleaved rounds, so the ratios are measured side by side in one run.
 SpikingJelly: ``neuron.LIFNode(step_mode='m', decay_input=False)`` with its multi-step
 ``layer.*`` containers; snnTorch: ``snn.Leaky`` stepped over T in a Python loop (stateless
 layers folded over T, which is faster for snnTorch than stepping them too).
@@ -56,9 +57,9 @@ def peers():
 def make_layer_fns(shape, P):
     sj_neuron, _, sj_surrogate, sj_functional, snntorch, snn_surrogate = P
     x = torch.rand(shape) * 0.6
-    ours = ls.LIF(decay=DECAY, threshold=THR, surrogate=ls.surrogate.ATan(alpha=2.0))
+    ours = ls.LIF(decay=DECAY, threshold=THR, surrogate=ls.surrogate.Rectangular(a=0.25))
     sj = sj_neuron.LIFNode(tau=TAU, decay_input=False, v_threshold=THR, v_reset=0.0,
-                           surrogate_function=sj_surrogate.ATan(alpha=2.0), step_mode="m")
+                           surrogate_function=sj_surrogate.Rect(alpha=2.0), step_mode="m")
     sn = snntorch.Leaky(beta=DECAY, threshold=THR, reset_mechanism="zero",
                         spike_grad=snn_surrogate.atan(alpha=2.0))
 
@@ -110,7 +111,7 @@ def sj_arch_a(P, num_classes=10):
 
     def lif():
         return sj_neuron.LIFNode(tau=TAU, decay_input=False, v_threshold=THR, v_reset=0.0,
-                                 surrogate_function=sj_surrogate.ATan(alpha=2.0), step_mode="m")
+                                 surrogate_function=sj_surrogate.Rect(alpha=2.0), step_mode="m")
 
     L = sj_layer
     return nn.Sequential(
