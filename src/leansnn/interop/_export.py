@@ -57,7 +57,24 @@ def _pair(v) -> np.ndarray:
 
 
 _PASS_THROUGH = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
-_MAPPED = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d, nn.Flatten)
+_MAPPED = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d,
+           nn.AdaptiveAvgPool2d, nn.Flatten)
+
+
+def _converted_type():
+    try:
+        from ..convert.converter import ConvertedSNN
+    except ImportError:  # pragma: no cover - conversion package absent
+        return None
+    return ConvertedSNN
+
+
+def _serial_type():
+    try:
+        from ..convert.neurons import SerialIF
+    except ImportError:  # pragma: no cover
+        return None
+    return SerialIF
 
 
 def _check_only_sequential(m: nn.Module) -> bool:
@@ -138,6 +155,11 @@ class _Builder:
             return self.refuse(name, why, sig)
         if isinstance(m, SpikingNeuron):
             return self.neuron(m, name, sig)
+        converted = _converted_type()
+        if converted is not None and isinstance(m, converted):
+            # a converted ANN: its graph runs on [T*B, ...], i.e. per time step
+            return self.run_graph(m.net, m.net.graph, _join(name, "net"), sig, frame=True,
+                                  folded_neurons=True)
         if isinstance(m, (TimeFold, StaticStem)):
             return self.walk(m.layer, _join(name, "layer"), sig, frame=True)
         if isinstance(m, RepeatTime):
@@ -163,25 +185,39 @@ class _Builder:
             return self.refuse(
                 name, f"{type(m).__name__} could not be traced with torch.fx ({e}); write its "
                 "forward without data-dependent Python control flow", sig)
-        env: dict[fx.Node, _Signal] = {}
-        placeholders = [n for n in graph.nodes if n.op == "placeholder"]
-        for i, node in enumerate(graph.nodes):
+        return self.run_graph(m, graph, name, sig, frame)
+
+    def run_graph(self, m: nn.Module, graph: fx.Graph, name: str, sig: _Signal, frame: bool,
+                  folded_neurons: bool = False) -> _Signal:
+        """Walk an fx graph owned by ``m``. ``folded_neurons``: neurons are called with
+        ``mode="folded"`` (a converted network, time folded into the batch)."""
+        env: dict[fx.Node, object] = {}
+        first = True
+        for node in graph.nodes:
             where = f"{_join(name, node.name)} ({type(m).__name__}.forward)"
             if node.op == "placeholder":
-                if i == 0:
+                if first:
                     env[node] = sig
+                    first = False
                 elif node.args:  # has a default value: leave it at its default
                     env[node] = None
                 else:
                     return self.refuse(where, "forward takes more than one tensor input", sig)
             elif node.op == "call_module":
-                args = [a for a in node.args]
-                if len(args) != 1 or node.kwargs or not isinstance(env.get(args[0]), _Signal):
+                sub = m.get_submodule(node.target)
+                kwargs = dict(node.kwargs)
+                if folded_neurons and isinstance(sub, SpikingNeuron) and \
+                        kwargs.get("mode") == "folded":
+                    kwargs.pop("mode")
+                args = list(node.args)
+                if len(args) != 1 or kwargs or not isinstance(env.get(args[0]), _Signal):
                     return self.refuse(_join(name, node.target),
                                        "called with other than one tensor argument", sig)
-                sub = m.get_submodule(node.target)
                 env[node] = self.walk(sub, _join(name, node.target), env[args[0]], frame)
             elif node.op in ("call_function", "call_method"):
+                if node.target == "size" or node.target is getattr:
+                    env[node] = ("size", node)  # only usable as x.view(x.size(0), -1)
+                    continue
                 out = self.function(node, env, where, frame)
                 if out is None:
                     return _Signal(sig.sources, None)
@@ -194,7 +230,6 @@ class _Builder:
             else:
                 return self.refuse(where, f"fx operation {node.op} ({node.target}) is not "
                                    "supported (constant tensors have no NIR node)", sig)
-        del placeholders
         return self.refuse(name, "forward has no output", sig)
 
     def function(self, node: fx.Node, env: dict, where: str, frame: bool) -> _Signal | None:
@@ -228,6 +263,20 @@ class _Builder:
                                         end - offset if end >= 0 else -1)
             self.problems.append((where, "flatten must keep the batch (and time) axes: use "
                                   "torch.flatten(x, 1) inside TimeFold or (x, 2) outside"))
+            return None
+        if t in ("view", "reshape", torch.reshape) and frame:
+            args = list(node.args)
+            shape = args[1:] if t != torch.reshape else list(args[1]) if len(args) > 1 else []
+            if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+                shape = list(shape[0])
+            src = env.get(args[0]) if args and isinstance(args[0], fx.Node) else None
+            batch = shape[0] if shape else None
+            is_batch = isinstance(batch, fx.Node) and isinstance(env.get(batch), tuple) and \
+                batch.args[0] is args[0] and list(batch.args[1:]) in ([0], ["0"])
+            if isinstance(src, _Signal) and len(shape) == 2 and is_batch and shape[1] == -1:
+                return self.flatten(where, src, 0, -1)
+            self.problems.append((where, "view/reshape other than x.view(x.size(0), -1) has no "
+                                  "NIR node; use torch.flatten(x, 1)"))
             return None
         tname = getattr(t, "__name__", str(t))
         self.problems.append((where, f"function {tname} has no NIR node; NIR graphs hold only "
@@ -283,6 +332,20 @@ class _Builder:
             if ex is not None:
                 node.input_type = {"input": np.array(ex.shape[1:])}
                 node.output_type = {"output": np.array(out.shape[1:])}
+            return self.add(name, node, sig, "pool", out)
+        if isinstance(m, nn.AdaptiveAvgPool2d):
+            size = m.output_size if isinstance(m.output_size, (tuple, list)) else \
+                (m.output_size, m.output_size)
+            hw = tuple(int(v) for v in ex.shape[-2:]) if ex is not None else None
+            osz = tuple(hw[i] if size[i] is None else int(size[i]) for i in range(2)) \
+                if hw else None
+            if hw is None or hw[0] % osz[0] or hw[1] % osz[1]:
+                return self.refuse(name, "AdaptiveAvgPool2d whose output size does not divide "
+                                   "the input size has no NIR equivalent", sig)
+            k = np.array([hw[0] // osz[0], hw[1] // osz[1]])
+            node = nir.AvgPool2d(kernel_size=k, stride=k.copy(), padding=np.array([0, 0]))
+            node.input_type = {"input": np.array(ex.shape[1:])}
+            node.output_type = {"output": np.array(out.shape[1:])}
             return self.add(name, node, sig, "pool", out)
         if isinstance(m, nn.Flatten):
             if m.start_dim < 1 or (m.end_dim >= 0 and m.end_dim < m.start_dim):
@@ -347,13 +410,22 @@ class _Builder:
 
     # -- neurons ----------------------------------------------------------------------------
     def neuron(self, m: SpikingNeuron, name: str, sig: _Signal) -> _Signal:
-        nir = self.nir
+        serial = _serial_type()
+        if serial is not None and type(m) is serial:
+            return self.serial_if(m, name, sig)
+        if type(m).__name__ == "ParallelIF" and type(m).__module__.startswith("leansnn."):
+            return self.refuse(
+                name, "ParallelIF (parallel conversion neuron) reads the whole time window: its "
+                "spike count depends on the mean input over all T steps, which no causal NIR "
+                "neuron can compute; export the serial-IF conversion of the same ANN instead "
+                "(ls.convert(ann, T, method='serial'))", sig)
         if type(m) not in (LIF, IF):
             return self.refuse(
                 name, f"{type(m).__name__} is not a leansnn LIF/IF neuron; NIR has no node for "
                 "it (parallel conversion neurons read the whole time window): export the "
                 "serial-IF conversion of the same ANN (ls.convert(ann, T, method='serial'))",
                 sig)
+        nir = self.nir
         decay_t, gain_t = m._decay_gain()
         decay, gain = float(decay_t), float(gain_t)
         theta = float(m._threshold())
@@ -391,29 +463,72 @@ class _Builder:
                 "v_reset only; train with reset='hard' for hardware (soft reset is exported only "
                 "for non-leaky IF neurons, as an exact Integrator + Threshold subgraph)", sig)
         if self.soft_reset != "subgraph":
-            return self.refuse(
-                name, "IF with soft reset (subtract threshold): NIR's IF node resets to v_reset "
-                "only; pass soft_reset='subgraph' to export it exactly as an Integrator + "
-                "Threshold node with a -threshold feedback edge, or use reset='hard'", sig)
-        # u[t] = v_init + sum x - theta * (spikes before t); fire iff u >= theta. An NIR
-        # integrator starting at 0 fed with x - (theta/gain) * s[t-1] holds u - v_init, so the
-        # Threshold node compares it with theta - v_init.
-        sub = nir.NIRGraph(
-            nodes={
-                "input": nir.Input(input_type={"input": np.array(shape)}),
-                "integrator": nir.I(r=full(gain / self.dt)),
-                "threshold": nir.Threshold(threshold=full(theta - p.v_init)),
-                "reset": nir.Scale(scale=full(-theta / gain)),
-                "output": nir.Output(output_type={"output": np.array(shape)}),
-            },
-            edges=[("input", "integrator"), ("integrator", "threshold"),
-                   ("threshold", "reset"), ("reset", "integrator"), ("threshold", "output")],
-            metadata={META_KEY: meta},
-            type_check=False,
-        )
-        sub.input_type = {"input": np.array(shape)}
-        sub.output_type = {"output": np.array(shape)}
+            return self.refuse(name, _SOFT_ERROR.format(what="IF"), sig)
+        return self.soft_subgraph(name, sig, full(gain), full(theta), full(p.v_init), None,
+                                  meta)
+
+    def serial_if(self, m: SpikingNeuron, name: str, sig: _Signal) -> _Signal:
+        """``SerialIF``: IF with ``v0 = theta/2``, soft reset, spikes of amplitude ``theta``,
+        computed (as leansnn does) on ``x / theta`` against threshold 1."""
+        if self.soft_reset != "subgraph":
+            return self.refuse(name, _SOFT_ERROR.format(what="SerialIF (serial conversion)"),
+                               sig)
+        ex = sig.example
+        shape = tuple(ex.shape[1:]) if ex is not None else (1,)
+        dtype = np.float32 if ex is None or ex.dtype != torch.float64 else np.float64
+        th = m.threshold.detach().cpu().double()
+        try:
+            th_full = th.expand(shape).numpy().astype(dtype)
+        except RuntimeError:
+            return self.refuse(name, f"threshold of shape {tuple(th.shape)} does not broadcast "
+                               f"to the layer shape {shape}", sig)
+        ones = np.ones(shape, dtype=dtype)
+        meta = {"layer": "SerialIF", "T": int(m.T), "threshold_shape": list(th.shape) or [0],
+                "reset": "soft", "dt": self.dt, "spike_condition": "u >= threshold"}
+        return self.soft_subgraph(name, sig, (1.0 / th_full).astype(dtype), ones, 0.5 * ones,
+                                  th_full, meta)
+
+    def soft_subgraph(self, name: str, sig: _Signal, gain, theta, v_init, amplitude,
+                      meta: dict) -> _Signal:
+        """Exact soft-reset IF as NIR primitives (arrays of the layer shape).
+
+        ``u[t] = v_init + sum_{k<=t} gain x[k] - theta * (spikes before t)``, fire iff
+        ``u >= theta``. An NIR Integrator (starting at 0, ``r = gain/dt``) fed with
+        ``x - (theta/gain) s[t-1]`` (the Scale feedback edge; a recurrent edge delivers the
+        previous step's spikes, and in continuous time it subtracts theta at the spike
+        instant) holds ``u - v_init``; the Threshold node compares it with
+        ``theta - v_init``. ``amplitude`` (optional) scales the emitted spikes.
+        """
+        nir = self.nir
+        ex = sig.example
+        shape = np.array(np.shape(gain))
+        nodes = {
+            "input": nir.Input(input_type={"input": shape}),
+            "integrator": nir.I(r=(gain / self.dt).astype(gain.dtype)),
+            "threshold": nir.Threshold(threshold=(theta - v_init).astype(gain.dtype)),
+            "reset": nir.Scale(scale=(-theta / gain).astype(gain.dtype)),
+            "output": nir.Output(output_type={"output": shape}),
+        }
+        edges = [("input", "integrator"), ("integrator", "threshold"), ("threshold", "reset"),
+                 ("reset", "integrator")]
+        if amplitude is not None:
+            nodes["amplitude"] = nir.Scale(scale=amplitude)
+            edges += [("threshold", "amplitude"), ("amplitude", "output")]
+        else:
+            edges.append(("threshold", "output"))
+        sub = nir.NIRGraph(nodes=nodes, edges=edges, metadata={META_KEY: meta},
+                           type_check=False)
+        sub.input_type = {"input": shape}
+        sub.output_type = {"output": shape}
         return self.add(name, sub, sig, "neuron", ex)
+
+
+_SOFT_ERROR = (
+    "{what} with soft reset (subtract threshold): NIR's IF node resets to v_reset only; pass "
+    "soft_reset='subgraph' to export it exactly as an Integrator + Threshold subgraph with a "
+    "-threshold feedback edge (check that your tool chain accepts I, Threshold and Scale nodes "
+    "and recurrent edges), or use reset='hard'"
+)
 
 
 def _join(a: str, b: str) -> str:
@@ -422,7 +537,10 @@ def _join(a: str, b: str) -> str:
 
 def _input_is_static(model: nn.Module, x: torch.Tensor) -> bool:
     """True if ``x`` is a static ``[B, ...]`` input the model repeats over time itself."""
+    converted = _converted_type()
     for m in model.modules():
+        if converted is not None and isinstance(m, converted):
+            return m.input_dims is not None and x.dim() == m.input_dims
         if isinstance(m, (StaticStem, RepeatTime)):
             return x.dim() == m.static_dims
         if isinstance(m, (SpikingNeuron, TimeFold)):

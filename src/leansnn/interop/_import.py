@@ -304,9 +304,21 @@ def from_nir(graph_or_path, *, dt: float | None = None, T: int | None = None,
         if len(fb) != 1:
             continue
         cname = fb[0]
+        gm = group_meta.get(bname, {})
+        group = [aname, bname, cname]
         try:
-            mod = _soft_if(nir, nodes[aname], bnode, nodes[cname], dt,
-                           group_meta.get(bname, {}), bname)
+            mod = None
+            if gm.get("layer") == "SerialIF":  # leansnn's own serial-conversion neuron
+                amp = [d for a, d in edges if a == bname and d != cname
+                       and isinstance(nodes[d], nir.Scale)
+                       and [x for x, y in edges if y == d] == [bname]]
+                if len(amp) == 1:
+                    mod = _serial_if(nir, nodes[aname], bnode, nodes[cname], nodes[amp[0]],
+                                     dt, gm)
+                    if mod is not None:
+                        group.append(amp[0])
+            if mod is None:
+                mod = _soft_if(nir, nodes[aname], bnode, nodes[cname], dt, gm, bname)
         except ValueError as e:
             problems.append((bname, str(e)))
             continue
@@ -317,13 +329,13 @@ def from_nir(graph_or_path, *, dt: float | None = None, T: int | None = None,
                 break
             common.append(x)
         new = ".".join(common) if common and ".".join(common) not in nodes else bname + "+"
-        for n in (aname, bname, cname):
+        last = group[3] if len(group) == 4 else bname
+        for n in group:
             merged[n] = new
             nodes.pop(n)
         ins = [a for a, b in edges if b == aname and a != cname]
-        outs = [b for a, b in edges if a == bname and b != cname]
-        edges = [(a, b) for a, b in edges if a not in (aname, bname, cname)
-                 and b not in (aname, bname, cname)]
+        outs = [b for a, b in edges if a == last and b not in group]
+        edges = [(a, b) for a, b in edges if a not in group and b not in group]
         edges += [(a, new) for a in ins] + [(new, b) for b in outs]
         nodes[new] = "soft-if"
         modules[new] = mod
@@ -490,3 +502,30 @@ def _soft_if(nir, integ, thr, fb, dt: float, meta: dict, name: str) -> IF:
         gain, threshold = float(meta["gain"]), float(meta["threshold"])
         v_init = float(meta["v_init"])
     return _set_gain(IF(threshold=threshold, reset="soft", v_init=v_init), gain)
+
+
+def _serial_if(nir, integ, thr, fb, amp, dt: float, meta: dict):
+    """Rebuild leansnn's ``SerialIF`` from its subgraph when every field agrees with it
+    (``r dt = 1/theta``, threshold 0.5, feedback ``-theta``, amplitude ``theta``); else
+    ``None`` (the generic soft-reset import then applies)."""
+    from ..convert.neurons import SerialIF
+
+    theta = np.asarray(amp.scale, dtype=np.float64)
+    ok = (np.allclose(np.asarray(integ.r, np.float64) * dt * theta, 1.0, rtol=1e-6, atol=0)
+          and np.all(np.asarray(thr.threshold, np.float64) == 0.5)
+          and np.allclose(np.asarray(fb.scale, np.float64), -theta, rtol=1e-6, atol=0)
+          and theta.size > 0 and bool(np.all(theta > 0)))
+    if not ok:
+        return None
+    tshape = [int(v) for v in np.asarray(meta.get("threshold_shape", [0])).reshape(-1)]
+    if tshape == [0]:
+        th = torch.tensor(float(theta.reshape(-1)[0]))
+    else:
+        idx = [slice(None)] * theta.ndim
+        for i, sz in enumerate(reversed(tshape)):
+            if sz == 1:
+                idx[theta.ndim - 1 - i] = slice(0, 1)
+        th = torch.as_tensor(theta[tuple(idx)].copy()).reshape(tshape)
+    if not torch.equal(th.expand(theta.shape), torch.as_tensor(theta)):
+        return None
+    return SerialIF(int(meta.get("T", 1)), th)
