@@ -129,13 +129,21 @@ def test_corrupt_cache_is_rebuilt(fake_root, tmp_path, damage):
 
 def test_subset_argument(fake_root, tmp_path):
     root, _, labels = fake_root
-    full = _load(root, tmp_path / "c", T=3)
     part = _load(root, tmp_path / "c", T=3, n=4, subset_seed=7)
-    assert len(part) == 4 and part.cache_path != full.cache_path
+    assert len(part) == 4 and not part.from_cache
+    assert _load(root, tmp_path / "c", T=3, n=4, subset_seed=7).from_cache
+    full = _load(root, tmp_path / "c", T=3)
+    assert not full.from_cache and part.cache_path != full.cache_path
     ref = full.subset(4, seed=7)
     np.testing.assert_array_equal(part.frames, ref.frames)
     np.testing.assert_array_equal(part.labels, ref.labels)
-    assert _load(root, tmp_path / "c", T=3, n=4, subset_seed=7).from_cache
+    # once the whole split is cached, subsets are cut from it instead of converted again
+    other = _load(root, tmp_path / "c", T=3, n=5, subset_seed=1)
+    assert other.from_cache and other.cache_path == full.cache_path
+    np.testing.assert_array_equal(other.frames, full.subset(5, seed=1).frames)
+    direct = _load(root, tmp_path / "d", T=3, n=5, subset_seed=1)
+    assert not direct.from_cache
+    np.testing.assert_array_equal(other.frames, direct.frames)
 
 
 def test_batches_time_major(fake_root, tmp_path):

@@ -267,27 +267,45 @@ def event_fashion_mnist(
     else:
         g = torch.Generator().manual_seed(subset_seed)
         idx = torch.randperm(len(labels), generator=g)[:n].numpy()
-    key_src = {
-        "format": CACHE_FORMAT, "emulator": asdict(emu), "frames": asdict(fs), "seed": seed,
-        "source": _digest(images, labels), "indices": _digest(idx.astype(np.int64)),
-    }
-    key = hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest()[:20]
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    tag = f"n{len(idx)}" if len(idx) < len(labels) else "all"
-    stem = folder / f"event_fashion_mnist-{split}-{tag}-{key}"
+    source = _digest(images, labels)
     h, w = fs.size
-    shape = (len(idx), fs.T, 2, h, w)
-    name = f"event_fashion_mnist/{split}" + (f"[{len(idx)}]" if tag != "all" else "")
 
-    meta_p = stem.with_name(stem.name + ".json")
-    if meta_p.exists():
+    def locate(ids: np.ndarray) -> tuple[dict, str, Path]:
+        src = {"format": CACHE_FORMAT, "emulator": asdict(emu), "frames": asdict(fs),
+               "seed": seed, "source": source, "indices": _digest(ids.astype(np.int64))}
+        k = hashlib.sha256(json.dumps(src, sort_keys=True).encode()).hexdigest()[:20]
+        tag = f"n{len(ids)}" if len(ids) < len(labels) else "all"
+        return src, k, folder / f"event_fashion_mnist-{split}-{tag}-{k}"
+
+    def cached(stem: Path, key: str, n_items: int, label: str) -> EventFrameDataset | None:
+        if not stem.with_name(stem.name + ".json").exists():
+            return None
         try:
-            frames, labs = _load_cache(stem, key, shape)
-            ds = EventFrameDataset(frames, labs, CLASSES, name)
-            ds.cache_path, ds.from_cache = stem, True
-            return ds
+            frames, labs = _load_cache(stem, key, (n_items, fs.T, 2, h, w))
         except ValueError as e:
-            warnings.warn(f"event cache is damaged, rebuilding it: {e}", stacklevel=2)
+            warnings.warn(f"event cache is damaged, rebuilding it: {e}", stacklevel=3)
+            return None
+        ds = EventFrameDataset(frames, labs, CLASSES, label)
+        ds.cache_path, ds.from_cache = stem, True
+        return ds
+
+    key_src, key, stem = locate(idx)
+    shape = (len(idx), fs.T, 2, h, w)
+    base = f"event_fashion_mnist/{split}"
+    name = base + (f"[{len(idx)}]" if len(idx) < len(labels) else "")
+    if len(idx) < len(labels):
+        # the whole split converted with the same settings already holds these frames
+        _, full_key, full_stem = locate(np.arange(len(labels)))
+        full = cached(full_stem, full_key, len(labels), base)
+        if full is not None:
+            ds = full.subset(len(idx), subset_seed)
+            ds.cache_path, ds.from_cache = full_stem, True
+            return ds
+    ds = cached(stem, key, len(idx), name)
+    if ds is not None:
+        return ds
+    meta_p = stem.with_name(stem.name + ".json")
 
     def write_frames(tmp: str) -> None:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
