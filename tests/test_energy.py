@@ -36,7 +36,7 @@ def test_sops_conv_stride2_pad1_by_hand():
     e = energy(conv, _one(x))
     assert e["sops"] == 3 * (4 + 1 + 1 + 2)
     assert e["macs"] == 0
-    assert e["layers"][""]["input"] == "spikes"
+    assert e["layers"]["<model>"]["input"] == "spikes"
     assert e["energy_pj"] == pytest.approx(0.9 * 24)
     # the ANN does 3 * 2*2 outputs * 9 taps
     assert e["ann_macs"] == 3 * 4 * 9
@@ -139,3 +139,17 @@ def test_lif_cnn_and_bad_arguments():
         energy(model, data, e_ac=-1)
     with pytest.raises(ValueError, match="no Conv"):
         energy(nn.ReLU(), data)
+
+
+def test_converted_network_counts_spikes_of_the_simulation():
+    torch.manual_seed(0)
+    ann = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), ls.QCFS(levels=4, threshold=1.0),
+                        nn.Conv2d(4, 4, 3, padding=1), ls.QCFS(levels=4, threshold=1.0),
+                        nn.Flatten(), nn.Linear(4 * 36, 3))
+    snn = ls.convert(ann, T=4, method="parallel")
+    x = torch.rand(2, 1, 6, 6)
+    e = energy(snn, [(x, torch.zeros(2))])
+    assert snn.engine == "auto"  # restored
+    kinds = [v["input"] for v in e["layers"].values()]
+    assert kinds[0] == "analog" and kinds[1:] == ["spikes", "spikes"]
+    assert e["sops"] > 0

@@ -7,10 +7,10 @@ operation counts and energy, plots and reports.
 Plotting needs matplotlib and is imported only when a report is written.
 """
 
-from .energy import energy, fanout_map, is_binary
+from .energy import OpCounter, energy, fanout_map, is_binary
 from .monitor import Monitor, MonitorConfig, layer_threshold, surrogate_window
 
 __all__ = [
-    "Monitor", "MonitorConfig", "energy", "fanout_map", "is_binary", "layer_threshold",
+    "Monitor", "MonitorConfig", "OpCounter", "energy", "fanout_map", "is_binary", "layer_threshold",
     "surrogate_window",
 ]

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["energy", "fanout_map", "is_binary"]
+__all__ = ["energy", "OpCounter", "batch_inputs", "fanout_map", "is_binary"]
 
 _COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -142,6 +142,83 @@ def _batches(data: Any, batch_size: int) -> Iterable:
     return iterate(data, batch_size)
 
 
+class OpCounter:
+    """Context manager counting SOPs and MACs of every conv/linear layer of ``model`` on the
+    forward passes run inside it (see the module docstring for the rules).
+
+    Call :meth:`add_inputs` with the number of inputs of each batch, then :meth:`result`.
+    A converted network (``model.engine``) is switched to its explicit simulation while
+    counting, so that layers see the real spike trains, not the fast path's time means.
+    """
+
+    def __init__(self, model: nn.Module, e_mac: float = 4.6, e_ac: float = 0.9) -> None:
+        for nm, v in (("e_mac", e_mac), ("e_ac", e_ac)):
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{nm} must be a finite number >= 0 (pJ), got {v!r}")
+        self.model, self.e_mac, self.e_ac = model, float(e_mac), float(e_ac)
+        self.counters = [_Counter(name or "<model>", m) for name, m in model.named_modules()
+                         if isinstance(m, _COUNTED)]
+        if not self.counters:
+            raise ValueError(
+                f"{type(model).__name__} has no Conv1d/2d/3d or Linear layer to count")
+        self.inputs = 0
+        self._handles: list = []
+        self._engine = None
+
+    def __enter__(self) -> OpCounter:
+        self._handles = [c.module.register_forward_hook(c.hook) for c in self.counters]
+        eng = getattr(self.model, "engine", None)
+        if isinstance(eng, str) and eng in ("auto", "fast"):
+            self._engine = eng
+            self.model.engine = "simulate"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        if self._engine is not None:
+            self.model.engine = self._engine
+            self._engine = None
+
+    def add_inputs(self, n: int) -> None:
+        """Record that the last forward pass(es) processed ``n`` more inputs."""
+        self.inputs += int(n)
+
+    def result(self) -> dict:
+        """Counts per input (mean over the inputs recorded); see :func:`energy`."""
+        n = self.inputs
+        if n == 0:
+            raise ValueError("energy: no inputs were counted (the data yielded nothing?)")
+        e_mac, e_ac = self.e_mac, self.e_ac
+        layers = {c.name: c.result(n, e_mac, e_ac) for c in self.counters}
+        sops = sum(v["sops"] for v in layers.values())
+        macs = sum(v["macs"] for v in layers.values())
+        ann = sum(v["ann_macs"] for v in layers.values())
+        e = e_mac * macs + e_ac * sops
+        return {
+            "sops": sops,
+            "macs": macs,
+            "energy_pj": e,
+            "ann_macs": ann,
+            "ann_energy_pj": e_mac * ann,
+            "ratio_to_ann": e / (e_mac * ann) if ann else None,
+            "inputs": n,
+            "e_mac": e_mac,
+            "e_ac": e_ac,
+            "layers": layers,
+        }
+
+
+def batch_inputs(batch: Any) -> tuple[torch.Tensor, int]:
+    """``(x, number of inputs)`` of a batch: ``(x, y)`` counts ``len(y)``; a bare tensor
+    counts its first dim (static inputs ``[B, ...]``)."""
+    if isinstance(batch, (tuple, list)):
+        x = batch[0]
+        return x, (len(batch[1]) if len(batch) > 1 else x.shape[0])
+    return batch, batch.shape[0]
+
+
 @torch.no_grad()
 def energy(
     model: nn.Module,
@@ -163,54 +240,23 @@ def energy(
 
     Returns ``{"sops", "macs", "energy_pj", "ann_macs", "ann_energy_pj", "ratio_to_ann",
     "inputs", "e_mac", "e_ac", "layers": {qualified name: {"input": "spikes" | "analog" |
-    "mixed", "sops", "macs", "energy_pj", "ann_macs", ...}}}`` — every count per input
+    "mixed", "sops", "macs", "energy_pj", "ann_macs", ...}}}`` -- every count per input
     (mean over the inputs seen), energies in pJ per input.
     """
-    for nm, v in (("e_mac", e_mac), ("e_ac", e_ac)):
-        if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            raise ValueError(f"{nm} must be a finite number >= 0 (pJ), got {v!r}")
     if max_batches is not None and (not isinstance(max_batches, int) or max_batches < 1):
         raise ValueError(f"max_batches must be a positive int or None, got {max_batches!r}")
-    counters = [_Counter(name, m) for name, m in model.named_modules()
-                if isinstance(m, _COUNTED)]
-    if not counters:
-        raise ValueError(f"{type(model).__name__} has no Conv1d/2d/3d or Linear layer to count")
-    handles = [c.module.register_forward_hook(c.hook) for c in counters]
+    counter = OpCounter(model, e_mac, e_ac)
     was_training = model.training
     model.eval()
-    n = 0
     try:
-        for i, batch in enumerate(tqdm(_batches(data, batch_size), desc="energy", leave=False,
-                                       disable=not progress)):
-            if max_batches is not None and i >= max_batches:
-                break
-            if isinstance(batch, (tuple, list)):
-                x = batch[0]
-                k = len(batch[1]) if len(batch) > 1 else x.shape[0]
-            else:
-                x, k = batch, batch.shape[0]
-            model(x.to(device))
-            n += int(k)
+        with counter:
+            for i, batch in enumerate(tqdm(_batches(data, batch_size), desc="energy",
+                                           leave=False, disable=not progress)):
+                if max_batches is not None and i >= max_batches:
+                    break
+                x, k = batch_inputs(batch)
+                model(x.to(device))
+                counter.add_inputs(k)
     finally:
-        for h in handles:
-            h.remove()
         model.train(was_training)
-    if n == 0:
-        raise ValueError("energy: the data yielded no inputs")
-    layers = {c.name: c.result(n, e_mac, e_ac) for c in counters}
-    sops = sum(v["sops"] for v in layers.values())
-    macs = sum(v["macs"] for v in layers.values())
-    ann = sum(v["ann_macs"] for v in layers.values())
-    e = e_mac * macs + e_ac * sops
-    return {
-        "sops": sops,
-        "macs": macs,
-        "energy_pj": e,
-        "ann_macs": ann,
-        "ann_energy_pj": e_mac * ann,
-        "ratio_to_ann": e / (e_mac * ann) if ann else None,
-        "inputs": n,
-        "e_mac": float(e_mac),
-        "e_ac": float(e_ac),
-        "layers": layers,
-    }
+    return counter.result()
