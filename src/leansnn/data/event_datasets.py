@@ -284,7 +284,8 @@ def event_fashion_mnist(
         try:
             frames, labs = _load_cache(stem, key, (n_items, fs.T, 2, h, w))
         except ValueError as e:
-            warnings.warn(f"event cache is damaged, rebuilding it: {e}", stacklevel=3)
+            warnings.warn(f"event cache is damaged, not using it (converting again): {e}",
+                          stacklevel=3)
             return None
         ds = EventFrameDataset(frames, labs, CLASSES, label)
         ds.cache_path, ds.from_cache = stem, True
