@@ -18,6 +18,7 @@ from ..neuron import SpikingNeuron
 from ..neuron import surrogate as sg
 from ..neuron.functional import check_sequence
 from ..neuron.fused import lif_fused
+from .qcfs import quantize
 
 __all__ = ["ParallelIF", "SerialIF"]
 
@@ -80,8 +81,8 @@ class ParallelIF(SpikingNeuron):
     def counts(self, mean: torch.Tensor) -> torch.Tensor:
         """Spike count ``n`` in ``{0..T}`` (float tensor, shape of ``mean`` ``[B, ...]``)."""
         th = self.threshold
-        if self.shift is None:  # same operation order as leansnn.convert.qcfs (bit-exact)
-            return torch.floor(torch.clamp(mean / th, 0.0, 1.0) * self.T + 0.5)
+        if self.shift is None:  # the very function QCFS uses (bit-exact for T == L)
+            return quantize(mean, th, self.T)
         return torch.clamp(torch.floor(mean / th * self.T + self.shift / th), 0.0, self.T)
 
     def _amp(self) -> torch.Tensor:
@@ -89,7 +90,7 @@ class ParallelIF(SpikingNeuron):
 
     def rate_output(self, n: torch.Tensor) -> torch.Tensor:
         """Time-mean output ``n / T * amplitude`` ``[B, ...]``."""
-        return n / self.T * self._amp()
+        return n * (self._amp() / self.T)
 
     def spike_train(self, n: torch.Tensor) -> torch.Tensor:
         """Spike train in {0, 1} ``[T, B, ...]`` with the first ``n`` steps firing."""

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..models.registry import register_configurable
 
-__all__ = ["QCFS", "floor_ste", "qcfs"]
+__all__ = ["QCFS", "floor_ste", "qcfs", "quantize"]
 
 
 class _FloorSTE(torch.autograd.Function):
@@ -38,15 +38,53 @@ def floor_ste(x: torch.Tensor) -> torch.Tensor:
     return _FloorSTE.apply(x)
 
 
-def qcfs(x: torch.Tensor, threshold: torch.Tensor | float, levels: int) -> torch.Tensor:
-    """Functional QCFS: ``floor(clip(x/theta, 0, 1) * L + 1/2) / L * theta``.
+def quantize(x: torch.Tensor, threshold: torch.Tensor, levels: int) -> torch.Tensor:
+    """Quantization level ``clip(floor(x * L / theta + 1/2), 0, L)`` (values ``0..L``).
 
-    Written in exactly the order the parallel neuron uses for its spike count, so a parallel
-    neuron with ``T == L`` fed the same mean input reproduces this output bit for bit.
+    Computed as ``floor(clamp(x * (L/theta) + 1/2, 1/2, L + 1/2))`` in three passes; the
+    parallel neuron's spike count uses this very function, so a parallel neuron with
+    ``T == L`` fed the same mean input reproduces QCFS bit for bit.
+    """
+    half = torch.tensor(0.5, dtype=x.dtype, device=x.device)
+    v = torch.addcmul(half, x, levels / threshold)
+    return v.clamp_(0.5, levels + 0.5).floor_()
+
+
+class _QCFSFn(torch.autograd.Function):
+    """Fused QCFS with a straight-through floor (saves its input and output)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, th: torch.Tensor, levels: int) -> torch.Tensor:  # type: ignore[override]
+        y = quantize(x, th, levels).mul_(th / levels)
+        ctx.save_for_backward(x, th, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        x, th, y = ctx.saved_tensors
+        inside = (x >= 0).logical_and_(x <= th)
+        gx = g * inside
+        gth = None
+        if ctx.needs_input_grad[1]:
+            # y = q(r) * th, r = x / th, dq/dr = 1 inside (STE): dy/dth = (y - x * inside) / th
+            if th.dim() == 0:
+                gth = (torch.dot(g.reshape(-1), y.reshape(-1))
+                       - torch.dot(gx.reshape(-1), x.reshape(-1))) / th
+            else:
+                gth = ((g * y - gx * x).sum_to_size(th.shape)) / th
+        return (gx if ctx.needs_input_grad[0] else None), gth, None
+
+
+def qcfs(x: torch.Tensor, threshold: torch.Tensor | float, levels: int) -> torch.Tensor:
+    """Functional QCFS: ``theta/L * clip(floor(x L / theta + 1/2), 0, L)``.
+
+    Gradients: straight-through floor, so ``d/dx = 1`` for ``0 <= x <= theta`` (else 0) and
+    ``d/dtheta = (a(x) - x * 1[0 <= x <= theta]) / theta``.
     Shapes: any; ``threshold`` a scalar (or broadcastable tensor) > 0.
     """
-    y = floor_ste(torch.clamp(x / threshold, 0.0, 1.0) * levels + 0.5)
-    return y / levels * threshold
+    if not isinstance(threshold, torch.Tensor):
+        threshold = torch.tensor(float(threshold), dtype=x.dtype, device=x.device)
+    return _QCFSFn.apply(x, threshold, int(levels))
 
 
 @register_configurable
