@@ -307,23 +307,28 @@ def test_nir_float32_roundtrip_lif_cnn():
         assert torch.equal(back(x), model(x))
 
 
-def test_nir_lif_snn_a_without_attention_roundtrip():
+@pytest.mark.parametrize("name", ["lif_snn_a", "lif_snn_5", "sew_resnet18"])
+def test_nir_registry_snn_without_attention_roundtrip(name, tmp_path):
+    """The paper's directly trained LIF-SNNs (attention=None) export and come back exactly."""
     from leansnn.models import available
 
-    if "lif_snn_a" not in available():
-        pytest.skip("lif_snn_a has not landed")
+    if name not in available():
+        pytest.skip(f"{name} has not landed")
     torch.manual_seed(3)
-    try:
-        model = ls.models.create("lif_snn_a", num_classes=4, in_channels=2, T=3,
-                                 attention=None, input_size=(16, 16))
-    except TypeError as e:  # pragma: no cover - depends on the other helper's signature
-        pytest.skip(f"lif_snn_a signature differs: {e}")
+    model = ls.models.create(name, num_classes=4, in_channels=2, T=3, attention=None,
+                             input_size=(16, 16), width=4)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.3, 1.0)
     model = model.double().eval()
     x = torch.rand(3, 2, 2, 16, 16, dtype=torch.float64)
+    path = tmp_path / f"{name}.nir"
+    nir.write(path, to_nir(model, x))
     with torch.no_grad():
         ref = model(x)
-        back = from_nir(to_nir(model, x), dtype=torch.float64, T=3)
-        assert torch.equal(back(x), ref)
+        assert torch.equal(from_nir(path, dtype=torch.float64, T=3)(x), ref)
 
 
 def _qcfs_ann(name: str, **kw):
@@ -579,6 +584,21 @@ def test_nir_export_command_writes_a_readable_file(tmp_path, capsys):
     x = torch.rand(2, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(back(x), ls.load(ckpt).eval()(x))
+
+
+def test_nir_export_command_converted_checkpoint(tmp_path):
+    from leansnn.cli import main
+
+    ann = _qcfs_ann("small_cnn", num_classes=3, in_channels=1)
+    snn = ls.convert(ann, T=4, method="serial")
+    ckpt = ls.save(snn, tmp_path / "serial.lsnn")
+    out = tmp_path / "serial.nir"
+    assert main(["export", str(ckpt), "--out", str(out)]) == 0
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        ref = snn(x)
+        assert torch.equal(from_nir(out, T=4)(x), ref)
+    assert main(["export", str(ckpt), "--out", str(out), "--soft-reset", "error"]) == 2
 
 
 def test_nir_export_command_errors_are_one_line(tmp_path, capsys):

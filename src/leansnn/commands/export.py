@@ -37,6 +37,10 @@ def _example_shape(cfg: dict | None) -> tuple[list[int], int]:
     if not cfg:
         raise ValueError("the checkpoint has no model config; pass --input-shape C H W")
     kwargs = dict(registry.decode(cfg.get("kwargs", {})))
+    if isinstance(kwargs.get("ann"), dict) and "name" in kwargs["ann"]:
+        # a converted network: the shape comes from the ANN it was converted from
+        shape, _ = _example_shape(kwargs["ann"])
+        return shape, int(kwargs.get("T", 4))
     registry.available()  # make sure the builders are registered
     fn = registry._MODELS.get(cfg.get("name"))
     if fn is not None:
@@ -48,7 +52,8 @@ def _example_shape(cfg: dict | None) -> tuple[list[int], int]:
             f"cannot tell the input shape of model {cfg.get('name')!r} from its config; pass "
             "--input-shape C H W"
         )
-    h, w = (int(v) for v in kwargs["input_size"])
+    size = kwargs["input_size"]
+    h, w = (int(size), int(size)) if isinstance(size, int) else (int(v) for v in size)
     return [int(kwargs["in_channels"]), h, w], int(kwargs.get("T", 4) or 4)
 
 
@@ -61,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
     from leansnn.interop._export import _input_is_static
 
     nir = require_nir()
+    try:  # registers QCFS & co. so checkpoints of converted networks can be rebuilt
+        import leansnn.convert  # noqa: F401
+    except ImportError:  # pragma: no cover
+        pass
     model = ls.load(args.checkpoint)
     if args.input_shape is not None:
         if any(s < 1 for s in args.input_shape):

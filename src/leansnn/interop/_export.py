@@ -525,9 +525,9 @@ class _Builder:
 
 _SOFT_ERROR = (
     "{what} with soft reset (subtract threshold): NIR's IF node resets to v_reset only; pass "
-    "soft_reset='subgraph' to export it exactly as an Integrator + Threshold subgraph with a "
-    "-threshold feedback edge (check that your tool chain accepts I, Threshold and Scale nodes "
-    "and recurrent edges), or use reset='hard'"
+    "soft_reset='subgraph' (leansnn export --soft-reset subgraph) to export it exactly as an "
+    "Integrator + Threshold subgraph with a -threshold feedback edge (check that your tool "
+    "chain accepts I, Threshold and Scale nodes and recurrent edges), or use reset='hard'"
 )
 
 
