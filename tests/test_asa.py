@@ -141,7 +141,8 @@ def test_input_gradient_flows():
 
 
 @pytest.mark.parametrize("kwargs", [dict(lam=0.0), dict(lam=1.0), dict(reduction=0),
-                                    dict(reduction=9), dict(T=0), dict(temperature=0.0)])
+                                    dict(reduction=9), dict(T=0), dict(temperature=0.0),
+                                    dict(impl="triton")])
 def test_bad_arguments(kwargs):
     args = dict(T=8, channels=4)
     args.update(kwargs)
@@ -155,3 +156,41 @@ def test_bad_input_shape():
         asa(_x(T=3))
     with pytest.raises(ValueError, match=r"\[T, B, C, H, W\]"):
         asa(torch.randn(4, 6, 5, 5))
+
+
+@pytest.mark.parametrize("r,lam,C,shape", [(1, 0.5, 6, (5, 4)), (2, 0.25, 8, (3, 3)),
+                                           (4, 0.75, 5, (4, 6)), (1, 0.125, 8, (2, 2))])
+def test_fused_matches_reference_values_and_gradients(r, lam, C, shape):
+    torch.manual_seed(r)
+    T = 8
+    asa = ASA(T, C, lam=lam, reduction=r).double()
+    with torch.no_grad():
+        for p in asa.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    # shifted inputs: every group maximum is a unique positive value (no ties)
+    x = (torch.randn(T, 3, C, *shape, dtype=torch.float64) + 2).requires_grad_()
+    gy = torch.randn(T, 3, C, *shape, dtype=torch.float64)
+    res = {}
+    for impl in ("reference", "fused"):
+        asa.impl = impl
+        asa.zero_grad()
+        x.grad = None
+        y = asa(x)
+        y.backward(gy)
+        res[impl] = (y.detach(), x.grad.clone(),
+                     {k: v.grad.clone() for k, v in asa.named_parameters()})
+    (y0, gx0, g0), (y1, gx1, g1) = res["reference"], res["fused"]
+    torch.testing.assert_close(y1, y0, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gx1, gx0, rtol=1e-10, atol=1e-10)
+    for k in g0:
+        torch.testing.assert_close(g1[k], g0[k], rtol=1e-10, atol=1e-10, msg=k)
+    assert g1["alpha"].abs() > 0 and g1["beta"].abs() > 0
+
+
+def test_fused_no_grad_and_non_contiguous_input():
+    asa = ASA(T=4, channels=6)
+    x = _x(C=6).transpose(3, 4)  # non-contiguous view
+    with torch.no_grad():
+        y = asa(x)
+    asa.impl = "reference"
+    torch.testing.assert_close(y, asa(x))

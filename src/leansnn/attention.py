@@ -72,12 +72,15 @@ class ASA(nn.Module):
             ``Linear(T, T//r) -> ReLU -> Linear(T//r, T)`` (``2 T (T//r)`` weights).
         temperature: width of the sigmoid relaxation used for the mask's gradient, in units of
             the standard deviation of M along the masked axis.
+        impl: ``"fused"`` (default: one autograd function with a hand-written backward that
+            reads the big tensor a few times and saves only the input) or ``"reference"``
+            (plain autograd, the readable definition the fused path is tested against).
 
     Shapes: ``x`` float ``[T, B, C, H, W]`` -> ``[T, B, C, H, W]``.
     """
 
     def __init__(self, T: int, channels: int, lam: float = 0.5, reduction: int = 1,
-                 temperature: float = 1.0) -> None:
+                 temperature: float = 1.0, impl: str = "fused") -> None:
         super().__init__()
         for name, v in (("T", T), ("channels", channels), ("reduction", reduction)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -87,6 +90,9 @@ class ASA(nn.Module):
         if reduction > T:
             raise ValueError(f"ASA: reduction must be <= T={T} (T // reduction >= 1), "
                              f"got {reduction}")
+        if impl not in ("fused", "reference"):
+            raise ValueError(f"ASA: impl must be 'fused' or 'reference', got {impl!r}")
+        self.impl = impl
         if not temperature > 0:
             raise ValueError(f"ASA: temperature must be > 0, got {temperature!r}")
         self.T, self.channels, self.lam, self.reduction = T, channels, float(lam), reduction
@@ -148,6 +154,15 @@ class ASA(nn.Module):
         return kc, kt, important
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.impl == "fused":
+            self._check(x)
+            fc = [m.weight for m in self.fc.modules() if isinstance(m, nn.Linear)]
+            return _ASAFused.apply(self, x, self.alpha, self.beta, self.conv_important.weight,
+                                   self.conv_sub.weight, *fc)
+        return self.forward_reference(x)
+
+    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
+        """The plain-autograd definition (steps 1-5 written out)."""
         _, _, imp = self.masks(x)
         T, B, C, H, W = x.shape
         n = T * C
@@ -161,4 +176,141 @@ class ASA(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"T={self.T}, channels={self.channels}, lam={self.lam:g}, "
-                f"reduction={self.reduction}, temperature={self.temperature:g}")
+                f"reduction={self.reduction}, temperature={self.temperature:g}, "
+                f"impl={self.impl}")
+
+
+def _fc_apply(m: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
+    """The temporal FC on ``[..., T]`` given its weights (one, or two with a ReLU between)."""
+    m = torch.nn.functional.linear(m, weights[0])
+    if len(weights) == 2:
+        m = torch.nn.functional.linear(torch.relu(m), weights[1])
+    return m
+
+
+class _ASAFused(torch.autograd.Function):
+    """ASA forward/backward with few passes over the big ``[T, B, C, H, W]`` tensor.
+
+    The small parts (importance -> straight-through masks, and the two 3x3 convs on the
+    ``[B, 4, H, W]`` group statistics) are recorded as tiny autograd graphs inside forward and
+    differentiated with ``torch.autograd.grad`` in backward; the big parts are hand-written:
+    group sums through batched matrix products, group maxima with their arg-max (backward
+    scatters into them), and the gating ``y = x * (A_S + I (A_I - A_S))`` one step at a time in
+    a ``[B, C, HW]`` buffer. Saves only ``x`` (plus small tensors) for backward.
+    """
+
+    @staticmethod
+    def forward(ctx, mod: ASA, x: torch.Tensor, alpha, beta, w_i, w_s, *fc):  # type: ignore[override]
+        xc = x.contiguous()
+        T, B, C, H, W = xc.shape
+        HW, n, lam = H * W, T * C, mod.lam
+        xv = xc.view(T, B, C, HW)
+        build = any(ctx.needs_input_grad[1:])
+        f_avg = xv.mean(-1)
+        f_max, f_arg = xv.max(-1)
+        with torch.set_grad_enabled(build):
+            fa = f_avg.detach().requires_grad_(build)
+            fm = f_max.detach().requires_grad_(build)
+            leaves1 = [fa, fm] + [p.detach().requires_grad_(build) for p in (alpha, beta, *fc)]
+            m = (0.5 + leaves1[2]) * fa + (0.5 + leaves1[3]) * fm
+            m = _fc_apply(m.permute(1, 2, 0), leaves1[4:]).permute(2, 0, 1)
+            kc = topk_mask(m, mod.k_channels, dim=2, temperature=mod.temperature)
+            kt = topk_mask(m, mod.k_steps, dim=0, temperature=mod.temperature)
+            imp = kc + kt - 2.0 * kc * kt
+        I = imp.detach()  # noqa: E741
+        Iw = torch.stack((I, torch.ones_like(I)), 2)  # [T, B, 2, C]
+        sums = xc.new_zeros(B, 2, HW)
+        buf = xc.new_empty(B, C, HW)
+        neg = torch.finfo(xc.dtype).min
+        mx = [xc.new_full((B, HW), neg), xc.new_full((B, HW), neg)]
+        arg = [torch.zeros(B, HW, dtype=torch.long, device=xc.device) for _ in range(2)]
+        for t in range(T):
+            sums.baddbmm_(Iw[t], xv[t])
+            for j, mask in enumerate((I[t], 1.0 - I[t])):
+                torch.mul(xv[t], mask.unsqueeze(-1), out=buf)
+                v, idx = buf.max(1)
+                upd = v > mx[j]
+                mx[j] = torch.where(upd, v, mx[j])
+                arg[j] = torch.where(upd, idx + t * C, arg[j])
+        with torch.set_grad_enabled(build):
+            st = torch.stack((sums[:, 0] / (n * lam), mx[0],
+                              (sums[:, 1] - sums[:, 0]) / (n * (1.0 - lam)), mx[1]), 1)
+            st = st.view(B, 4, H, W).requires_grad_(build)
+            wi_, ws_ = w_i.detach().requires_grad_(build), w_s.detach().requires_grad_(build)
+            a_i = torch.sigmoid(torch.nn.functional.conv2d(st[:, :2], wi_, padding=1))
+            a_s = torch.sigmoid(torch.nn.functional.conv2d(st[:, 2:], ws_, padding=1))
+        d = (a_i - a_s).detach().view(B, 1, HW)
+        a_sd = a_s.detach().view(B, 1, HW)
+        y = torch.empty_like(xc)
+        yv = y.view(T, B, C, HW)
+        for t in range(T):
+            torch.addcmul(a_sd, I[t].unsqueeze(-1), d, out=buf)
+            torch.mul(xv[t], buf, out=yv[t])
+        if build:
+            ctx.save_for_backward(xc)
+            ctx.small = (I, Iw, f_arg, arg, d, a_sd, leaves1, imp, st, wi_, ws_, a_i, a_s,
+                         lam, n)
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gy: torch.Tensor):  # type: ignore[override]
+        (xc,) = ctx.saved_tensors
+        I, Iw, f_arg, arg, d, a_sd, leaves1, imp, st, wi_, ws_, a_i, a_s, lam, n = ctx.small
+        del ctx.small
+        T, B, C, H, W = xc.shape
+        HW = H * W
+        xv = xc.view(T, B, C, HW)
+        gyv = gy.contiguous().view(T, B, C, HW)
+        buf = xc.new_empty(B, C, HW)
+        acc = xc.new_zeros(B, 2, HW)
+        gI = xc.new_empty(T, B, C)
+        d_col = d.view(B, HW, 1)
+        for t in range(T):  # gate: sum_{t,c} [I; 1] gy x, and dL/dI = sum_hw gy x (A_I - A_S)
+            torch.mul(gyv[t], xv[t], out=buf)
+            acc.baddbmm_(Iw[t], buf)
+            torch.bmm(buf, d_col, out=gI[t].unsqueeze(-1))
+        ga_i = acc[:, 0].reshape(B, 1, H, W)
+        ga_s = (acc[:, 1] - acc[:, 0]).reshape(B, 1, H, W)
+        g_st, g_wi, g_ws = torch.autograd.grad((a_i, a_s), (st, wi_, ws_), (ga_i, ga_s))
+        g_st = g_st.reshape(B, 4, HW)
+        g_mean_i, g_max_i = g_st[:, 0] / (n * lam), g_st[:, 1]
+        g_mean_s, g_max_s = g_st[:, 2] / (n * (1.0 - lam)), g_st[:, 3]
+        g_dm = (g_mean_i - g_mean_s).contiguous()
+        for t in range(T):  # group means: dL/dI += sum_hw x (g_mean_i - g_mean_s)
+            gI[t].unsqueeze(-1).baddbmm_(xv[t], g_dm.view(B, HW, 1))
+        # group maxima: one arg-max position (t*, c*) per (b, hw)
+        bidx = torch.arange(B, device=xc.device).view(B, 1)
+        hw = torch.arange(HW, device=xc.device).view(1, HW)
+        If = I.reshape(-1)
+        xf = xc.view(-1)
+        pos, tc = [], []
+        for j in range(2):
+            t_, c_ = arg[j] // C, arg[j] % C
+            row = (t_ * B + bidx) * C + c_  # index into [T, B, C]
+            tc.append(row)
+            pos.append(row * HW + hw)      # index into x
+        x_i, x_s = xf[pos[0]], xf[pos[1]]
+        gI.view(-1).index_add_(0, tc[0].reshape(-1), (g_max_i * x_i).reshape(-1))
+        gI.view(-1).index_add_(0, tc[1].reshape(-1), (-g_max_s * x_s).reshape(-1))
+        # importance: dL/dI -> f_avg, f_max, alpha, beta, fc
+        if imp.requires_grad:
+            g1 = torch.autograd.grad(imp, leaves1, gI, allow_unused=True)
+            g1 = [torch.zeros_like(p) if g is None else g for g, p in zip(g1, leaves1)]
+        else:
+            g1 = [torch.zeros_like(p) for p in leaves1]
+        g_fa, g_fm = g1[0], g1[1]
+        gx = torch.empty_like(xc)
+        gxv = gx.view(T, B, C, HW)
+        g_ms = g_mean_s.unsqueeze(1)
+        g_dmu = g_dm.unsqueeze(1)
+        for t in range(T):
+            torch.addcmul(a_sd, I[t].unsqueeze(-1), d, out=buf)
+            torch.mul(gyv[t], buf, out=gxv[t])
+            torch.addcmul(g_ms, I[t].unsqueeze(-1), g_dmu, out=buf)
+            buf.add_(g_fa[t].unsqueeze(-1), alpha=1.0 / HW)
+            gxv[t].add_(buf)
+        gx.view(T * B * C, HW).scatter_add_(1, f_arg.view(-1, 1), g_fm.reshape(-1, 1))
+        gx.view(-1).index_add_(0, pos[0].reshape(-1), (g_max_i * If[tc[0]]).reshape(-1))
+        gx.view(-1).index_add_(0, pos[1].reshape(-1), (g_max_s * (1.0 - If[tc[1]])).reshape(-1))
+        return (None, gx, g1[2], g1[3], g_wi, g_ws, *g1[4:])
