@@ -157,6 +157,13 @@ class FlattenHead(nn.Module):
         return self.lif(self.fc(torch.flatten(x, 2)))
 
 
+class ViewFlatten(nn.Module):
+    """The VGG idiom ``x.view(x.size(0), -1)`` (per time step, inside ``TimeFold``)."""
+
+    def forward(self, x):
+        return x.view(x.size(0), -1)
+
+
 def _conv_in():
     return (2, 6, 6)
 
@@ -184,6 +191,9 @@ CASES = {
     "flatten_function": lambda: nn.Sequential(
         TimeFold(nn.Conv2d(2, 3, 3, padding=1, bias=False)), ls.LIF(decay=0.4, threshold=0.3),
         FlattenHead(108, 4)),
+    "view_flatten": lambda: nn.Sequential(
+        TimeFold(nn.Conv2d(2, 2, 3, stride=2), ViewFlatten(), nn.Linear(8, 5)),
+        ls.LIF(decay=0.5, threshold=0.2)),
     "static_stem_sequence_input": lambda: nn.Sequential(
         StaticStem(nn.Conv2d(2, 3, 3, padding=1, bias=False), _bn(3), T=6),
         ls.LIF(decay=0.5, threshold=0.3)),
@@ -274,6 +284,36 @@ def test_nir_lif_fields_follow_the_documented_discretisation():
     lifs = [m for m in back.modules() if type(m) is ls.LIF]
     assert abs(lifs[0].params.decay - (1 - 0.5 * 0.25)) < 1e-6
     assert abs(lifs[0].params.gain - 0.5) < 1e-6
+
+
+def test_nir_dt_recorded_in_the_graph_is_used_on_import(tmp_path):
+    model, x = _run_case("conv_bias_lif_decay")
+    path = tmp_path / "dt.nir"
+    nir.write(path, to_nir(model, x, dt=2e-3))
+    g = nir.read(path)
+    lif = next(n for n in g.nodes.values() if isinstance(n, nir.LIF))
+    assert np.allclose(lif.tau, 2e-3 / 0.5)
+    with torch.no_grad():
+        assert torch.equal(from_nir(g, dtype=torch.float64)(x), model(x))
+
+
+def test_nir_leaky_integrator_readout_import():
+    """Norse-style Affine -> LI readout: the potential follows the Euler-discretised LI."""
+    w = np.array([[1.0, -0.5], [0.25, 2.0]], np.float32)
+    tau = np.array([2e-3, 4e-3], np.float32)
+    g = nir.NIRGraph.from_list(nir.Affine(weight=w, bias=np.zeros(2, np.float32)),
+                               nir.LI(tau=tau, r=np.ones(2, np.float32),
+                                      v_leak=np.zeros(2, np.float32)))
+    with pytest.raises(ValueError, match="differs between neurons"):
+        from_nir(g, dt=1e-3)  # two time constants in one layer
+    g.nodes["li"].tau = np.full(2, 4e-3, np.float32)
+    x = torch.rand(5, 3, 2, dtype=torch.float64)
+    got = from_nir(g, dt=1e-3, dtype=torch.float64)(x)
+    v, want = torch.zeros(3, 2, dtype=torch.float64), []
+    for t in range(5):
+        v = v + 1e-3 / 4e-3 * (-v + x[t] @ torch.as_tensor(w, dtype=torch.float64).T)
+        want.append(v)
+    torch.testing.assert_close(got, torch.stack(want), rtol=1e-6, atol=1e-9)
 
 
 def test_nir_static_stem_exported_as_layers_fed_with_repeated_input(tmp_path):
