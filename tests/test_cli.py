@@ -62,3 +62,10 @@ def test_console_script_entry_point():
     r = subprocess.run([sys.executable, "-m", "leansnn.cli", "--version"], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.startswith("leansnn ")
+
+
+def test_bench_lists_and_rejects_unknown(capsys):
+    assert main(["bench"]) == 0
+    assert "neurons" in capsys.readouterr().out
+    assert main(["bench", "nope"]) == 2
+    assert "unknown benchmark 'nope'" in capsys.readouterr().err
