@@ -33,6 +33,7 @@ from .qcfs import QCFS
 __all__ = [
     "ActivationSite", "ConversionContext", "ConvertedSNN", "ConversionError", "convert",
     "register_method", "methods", "trace", "find_activation_sites", "site_thresholds",
+    "fuse_batchnorm",
 ]
 
 
@@ -286,6 +287,45 @@ def find_activation_sites(gm: fx.GraphModule) -> tuple[list[ActivationSite], lis
     return sites, problems
 
 
+def fuse_batchnorm(gm: fx.GraphModule) -> int:
+    """Fold eval-mode batch norms into the convolution / linear layer feeding them (in place).
+
+    Only when that layer is called once and feeds nothing else. Returns the number folded.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+
+    calls: dict[str, int] = {}
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    folded = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or not node.args:
+            continue
+        bn = gm.get_submodule(node.target)
+        prev = node.args[0]
+        if not isinstance(bn, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)) or (
+                bn.running_mean is None or calls[node.target] != 1 or len(node.args) != 1
+                or not isinstance(prev, fx.Node) or prev.op != "call_module"
+                or len(prev.users) != 1 or calls[prev.target] != 1):
+            continue
+        layer = gm.get_submodule(prev.target)
+        if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and (
+                layer.out_channels == bn.num_features):
+            fused = fuse_conv_bn_eval(layer.eval(), bn.eval())
+        elif isinstance(layer, nn.Linear) and isinstance(bn, nn.BatchNorm1d) and (
+                layer.out_features == bn.num_features):
+            fused = fuse_linear_bn_eval(layer.eval(), bn.eval())
+        else:
+            continue
+        parent, _, leaf = prev.target.rpartition(".")
+        setattr(gm.get_submodule(parent) if parent else gm, leaf, fused)
+        node.replace_all_uses_with(prev)
+        gm.graph.erase_node(node)
+        folded += 1
+    return folded
+
+
 def _site_input(site: ActivationSite) -> fx.Node:
     node = site.node
     x = node.args[0] if node.args else node.kwargs.get("input", node.kwargs.get("self"))
@@ -495,7 +535,7 @@ class ConvertedSNN(nn.Module):
 
 def convert(model: nn.Module, T: int, method: str = "parallel", *, engine: str = "auto",
             input_dims: int | None = None, leaf_modules: Iterable[type] = (),
-            **options: Any) -> ConvertedSNN:
+            fuse_bn: bool = True, **options: Any) -> ConvertedSNN:
     """Convert an ANN into a spiking network with ``T`` time steps.
 
     Args:
@@ -508,6 +548,8 @@ def convert(model: nn.Module, T: int, method: str = "parallel", *, engine: str =
         engine: default engine of the result (``"auto"``, ``"fast"``, ``"simulate"``).
         input_dims: dims of one static input batch (inferred from a first convolution).
         leaf_modules: module classes to keep opaque while tracing.
+        fuse_bn: fold eval-mode batch norms into the preceding conv / linear layer (faster;
+            outputs change only by float rounding). ``False`` keeps the ANN's exact arithmetic.
         options: passed to the method (``thresholds={site: value}`` for the built-ins).
 
     Returns a :class:`ConvertedSNN`: ``[B, ...]`` or ``[T, B, ...]`` -> ``y`` ``[T, B, K]``.
@@ -537,6 +579,8 @@ def convert(model: nn.Module, T: int, method: str = "parallel", *, engine: str =
             "ReLU or leansnn.QCFS and retrain (or fine-tune) the ANN; only QCFS, ReLU, ReLU6 "
             "and F.relu / torch.relu / Tensor.relu calls can become spiking neurons.")
     dims = input_dims if input_dims is not None else _infer_input_dims(gm)
+    if fuse_bn:
+        fuse_batchnorm(gm)
     ctx = ConversionContext(gm, sites, T, dims)
     try:
         neurons = _METHODS[method](ctx, **options)
@@ -561,7 +605,7 @@ def convert(model: nn.Module, T: int, method: str = "parallel", *, engine: str =
     gm.delete_all_unused_submodules()
     gm.recompile()
     snn = ConvertedSNN(gm, T, method, dims, engine)
-    _record_config(snn, model, T, method, engine, options)
+    _record_config(snn, model, T, method, engine, dict(options, fuse_bn=fuse_bn))
     return snn
 
 

@@ -1,0 +1,45 @@
+"""Whole-test-set check of the shipped QCFS net: parallel conversion at T = L is lossless.
+
+Skipped when the committed checkpoint or the Fashion-MNIST files are absent.
+"""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import leansnn as ls
+
+ROOT = Path(__file__).resolve().parent.parent
+CKPT = ROOT / "pretrained" / "small_cnn_qcfs4.lsnn"
+
+
+def _test_set():
+    try:
+        return ls.data.fashion_mnist("test")
+    except (OSError, ValueError) as e:
+        pytest.skip(f"Fashion-MNIST test set unavailable: {e}")
+
+
+@pytest.mark.skipif(not CKPT.exists(), reason=f"{CKPT.name} not trained yet")
+@torch.no_grad()
+def test_parallel_at_T_equal_L_agrees_on_every_test_image():
+    test = _test_set()
+    ann = ls.load(CKPT).eval()
+    levels = {m.levels for m in ann.modules() if isinstance(m, ls.QCFS)}
+    assert len(levels) == 1
+    L = levels.pop()
+    snn = ls.convert(ann, T=L)
+    agree = n = correct = 0
+    for i, (x, y) in enumerate(test.batches(1000)):
+        a = ann(x).argmax(-1)
+        s = snn(x).mean(0).argmax(-1)  # exact fast path
+        agree += int((a == s).sum())
+        correct += int((a == y).sum())
+        n += len(y)
+        if i == 0:  # explicit simulation agrees too (first 200 images)
+            sim = snn(x[:200], engine="simulate").mean(0).argmax(-1)
+            assert torch.equal(sim, a[:200])
+    assert n == 10000
+    assert agree == n, f"{n - agree} of {n} predictions differ"
+    assert correct / n > 0.85
