@@ -589,6 +589,35 @@ def test_nir_refuses_untraceable_custom_module():
         to_nir(nn.Sequential(Gate(), ls.LIF()), torch.rand(2, 1, 3))
 
 
+def test_nir_subclass_with_own_forward_is_not_exported_as_its_parent():
+    class StandardisedConv(nn.Conv2d):  # weight standardisation: not a plain convolution
+        def forward(self, x):
+            w = (self.weight - self.weight.mean()) / (self.weight.std() + 1e-5)
+            return F.conv2d(x, w, self.bias, self.stride, self.padding)
+
+    model = nn.Sequential(TimeFold(StandardisedConv(2, 3, 3)), ls.LIF())
+    with pytest.raises(NIRExportError) as ei:
+        to_nir(model, torch.rand(2, 1, 2, 6, 6))
+    assert all(n.startswith("0.layer") for n, _ in ei.value.layers)
+
+
+def test_nir_learnable_neuron_parameters_export_their_current_values():
+    torch.manual_seed(6)
+    lif = ls.LIF(tau=2.0, threshold=0.5, learn_decay=True, learn_threshold=True)
+    with torch.no_grad():
+        lif.decay_logit.fill_(0.7)
+        lif.threshold.fill_(0.35)
+    model = nn.Sequential(TimeFold(nn.Linear(4, 6)), lif).double()
+    x = torch.rand(5, 3, 4, dtype=torch.float64)
+    g = to_nir(model, x)
+    d = float(torch.sigmoid(torch.tensor(0.7, dtype=torch.float64)))
+    assert np.allclose(g.nodes["1"].tau, DT / (1 - d)) and np.allclose(g.nodes["1"].r, 1.0)
+    assert np.allclose(g.nodes["1"].v_threshold, 0.35)
+    ref = model(x).detach()
+    assert 0 < ref.mean() < 1
+    assert torch.equal(from_nir(g, dtype=torch.float64)(x).detach(), ref)
+
+
 def test_nir_import_refuses_unsupported_nodes_by_name():
     g = nir.NIRGraph.from_list(
         nir.Affine(weight=np.ones((2, 2), np.float32), bias=np.zeros(2, np.float32)),

@@ -61,6 +61,18 @@ _MAPPED = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d,
            nn.AdaptiveAvgPool2d, nn.Flatten)
 
 
+def _same_forward(m: nn.Module, types: tuple) -> bool:
+    """``m`` is one of ``types`` and runs that type's own ``forward``."""
+    return any(isinstance(m, t) and type(m).forward is t.forward for t in types)
+
+
+def _known(m: nn.Module) -> bool:
+    """Modules the walk handles itself (kept as leaves when tracing a container)."""
+    return (type(m) in _MAPPED or _same_forward(m, (TimeFold, StaticStem, RepeatTime,
+                                                    *_PASS_THROUGH))
+            or (isinstance(m, nn.Sequential) and _check_only_sequential(m)))
+
+
 def _converted_type():
     try:
         from ..convert.converter import ConvertedSNN
@@ -104,8 +116,7 @@ def _refused_type(m: nn.Module) -> str | None:
 
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if isinstance(m, (SpikingNeuron, TimeFold, StaticStem, RepeatTime, *_MAPPED,
-                          *_PASS_THROUGH)):
+        if isinstance(m, SpikingNeuron) or _known(m):
             return True
         if isinstance(m, nn.Sequential):
             return _check_only_sequential(m)
@@ -160,17 +171,17 @@ class _Builder:
             # a converted ANN: its graph runs on [T*B, ...], i.e. per time step
             return self.run_graph(m.net, m.net.graph, _join(name, "net"), sig, frame=True,
                                   folded_neurons=True)
-        if isinstance(m, (TimeFold, StaticStem)):
+        # exact types (or unchanged forwards) only: a subclass with its own forward is traced,
+        # never exported as its parent
+        if _same_forward(m, (TimeFold, StaticStem)):
             return self.walk(m.layer, _join(name, "layer"), sig, frame=True)
-        if isinstance(m, RepeatTime):
-            return sig
-        if isinstance(m, _PASS_THROUGH):
+        if _same_forward(m, (RepeatTime, *_PASS_THROUGH)):
             return sig
         if isinstance(m, nn.Sequential) and _check_only_sequential(m):
             for cname, child in m.named_children():
                 sig = self.walk(child, _join(name, cname), sig, frame)
             return sig
-        if isinstance(m, _MAPPED):
+        if type(m) in _MAPPED:
             return self.stateless(m, name, sig, frame)
         if type(m).__module__.startswith("torch.nn"):
             return self.refuse(

@@ -364,7 +364,11 @@ def from_nir(graph_or_path, *, dt: float | None = None, T: int | None = None,
     keys = {n: _key(n, used) for n in compute}
     keys[inp] = "__input__"
     order = _topo(compute, {n: [p for p in preds[n] if p != inp] for n in compute})
-    in_shape = tuple(int(s) for s in np.asarray(nodes[inp].input_type["input"]).reshape(-1))
+    in_type = (nodes[inp].input_type or {}).get("input")
+    if in_type is None:
+        raise ValueError(f"the graph's Input node {inp!r} has no shape; leansnn needs it to "
+                         "check inputs (set input_type={'input': np.array([...])})")
+    in_shape = tuple(int(s) for s in np.asarray(in_type).reshape(-1))
     net = NIRNetwork(
         layers={keys[n]: modules[n] for n in order},
         names={n: keys[n] for n in compute},
