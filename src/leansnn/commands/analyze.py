@@ -1,0 +1,144 @@
+"""``leansnn analyze``: redundancy and energy report of one or two saved SNNs.
+
+Loads each checkpoint with ``leansnn.load``, runs the Fashion-MNIST (or emulated-event
+Fashion-MNIST) test set through it once with a Monitor and an operation counter attached,
+and writes ``report.md``, a self-contained ``report.html``, ``metrics.json`` and the PNG
+figures into ``--out``. ``--json`` also prints every metric to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+NAME = "analyze"
+HELP = "firing, redundancy, membrane-potential and energy report of one or two SNN checkpoints"
+EXAMPLE = "leansnn analyze base.lsnn asa.lsnn --data event_fashion_mnist --out report/"
+DATASETS = ("fashion_mnist", "event_fashion_mnist")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoints", nargs="+", metavar="CKPT",
+                   help="one or two .lsnn checkpoints (two are compared side by side)")
+    p.add_argument("--data", default="fashion_mnist", choices=DATASETS,
+                   help="test set to analyse on (default fashion_mnist)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the report")
+    p.add_argument("--max-images", type=int, default=None, metavar="N",
+                   help="analyse a random subset of N test images (default: all 10,000)")
+    p.add_argument("--json", action="store_true", help="print all metrics as JSON to stdout")
+    p.add_argument("--labels", nargs="+", default=None, help="names of the models in the report")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--root", default=None, help="folder with the Fashion-MNIST idx files")
+    p.add_argument("--noise-hz", type=float, default=None,
+                   help="background-noise rate of the event emulator (event data; default: "
+                        "the emulator's default)")
+    p.add_argument("--e-mac", type=float, default=4.6, help="pJ per MAC (default 4.6)")
+    p.add_argument("--e-ac", type=float, default=0.9, help="pJ per accumulate (default 0.9)")
+    p.add_argument("--bins", type=int, default=90, help="potential histogram bins")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def _find(cfg: Any, key: str) -> Any:
+    """First value of ``key`` anywhere in a nested model config."""
+    if isinstance(cfg, dict):
+        if key in cfg:
+            return cfg[key]
+        for v in cfg.values():
+            found = _find(v, key)
+            if found is not None:
+                return found
+    elif isinstance(cfg, list):
+        for v in cfg:
+            found = _find(v, key)
+            if found is not None:
+                return found
+    return None
+
+
+def _labels(paths: list[Path], given: list[str] | None) -> list[str]:
+    if given is not None:
+        if len(given) != len(paths):
+            raise ValueError(f"--labels needs {len(paths)} names (one per checkpoint), got "
+                             f"{len(given)}")
+        return list(given)
+    stems = [p.stem for p in paths]
+    if len(set(stems)) < len(stems):
+        stems = [f"{p.parent.name}/{p.stem}" for p in paths]
+    return stems
+
+
+def _data(args: argparse.Namespace, model: Any, label: str) -> tuple[Any, str]:
+    import leansnn as ls
+
+    cfg = getattr(model, "leansnn_config", None) or {}
+    in_ch = _find(cfg, "in_channels")
+    if args.data == "fashion_mnist":
+        if in_ch not in (None, 1):
+            raise ValueError(f"{label} takes {in_ch} input channels (event frames?); use "
+                             "--data event_fashion_mnist")
+        test = ls.data.fashion_mnist("test", root=args.root).subset(args.max_images, 0)
+        return test, f"Fashion-MNIST test set, {len(test)} images (static, direct encoding)"
+    if not hasattr(ls.data, "event_fashion_mnist"):
+        raise ValueError("--data event_fashion_mnist needs leansnn.data.event_fashion_mnist, "
+                         "which this installation does not have")
+    if in_ch not in (None, 2):
+        raise ValueError(f"{label} takes {in_ch} input channel(s), event frames have 2; use "
+                         "--data fashion_mnist")
+    T = _find(cfg, "T")
+    size = _find(cfg, "input_size") or (32, 32)
+    if T is None:
+        raise ValueError(f"{label}: the checkpoint does not record T; cannot bin events")
+    kw: dict[str, Any] = dict(T=int(T), root=args.root, size=tuple(int(v) for v in size),
+                              n=args.max_images, progress=not args.json)
+    if args.noise_hz is not None:
+        kw["noise_rate_hz"] = args.noise_hz
+    test = ls.data.event_fashion_mnist("test", **kw)
+    return test, (f"Emulated-event Fashion-MNIST test set, {len(test)} recordings binned into "
+                  f"T = {T} frames of {size[0]}×{size[1]}")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    import leansnn as ls
+    from leansnn.analysis.report import analyze, to_json, write_report
+
+    if not 1 <= len(args.checkpoints) <= 2:
+        raise ValueError(f"give one or two checkpoints, got {len(args.checkpoints)}")
+    if args.max_images is not None and args.max_images < 1:
+        raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    paths = [Path(c) for c in args.checkpoints]
+    labels = _labels(paths, args.labels)
+    log = sys.stderr if args.json else sys.stdout
+    results, descs = [], []
+    for path, label in zip(paths, labels):
+        model = ls.load(path)
+        data, desc = _data(args, model, label)
+        print(f"analyze: {label} ({path}) on {desc}", file=log, flush=True)
+        try:
+            res = analyze(model, data, label, batch_size=args.batch_size, bins=args.bins,
+                          e_mac=args.e_mac, e_ac=args.e_ac, device=args.device,
+                          progress=not args.json)
+        except ValueError as e:
+            raise ValueError(f"{label}: {e}") from None
+        results.append(res)
+        descs.append(desc)
+        acc = res["accuracy"]
+        print(f"  accuracy {100 * acc:.2f} % | NASFR {res['monitor']['nasfr']:.4f} | energy "
+              f"{res['energy']['energy_pj'] / 1e6:.4g} µJ/input (ANN "
+              f"{res['energy']['ann_energy_pj'] / 1e6:.4g} µJ)", file=log, flush=True)
+    title = "leansnn analysis: " + " vs ".join(labels)
+    desc = "; ".join(dict.fromkeys(descs)) + "."
+    paths_out = write_report(results, args.out, title=title, data_desc=desc)
+    print(f"report: {paths_out['report_md']} and {paths_out['report_html']} "
+          f"(figures in {Path(args.out) / 'figures'})", file=log)
+    if args.json:
+        print(to_json(results))
+    return 0
