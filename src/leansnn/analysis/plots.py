@@ -37,6 +37,7 @@ def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))
     _plt().close(fig)
+    path.chmod(0o644)
     return path
 
 
@@ -47,7 +48,7 @@ def _layer_labels(runs: list[tuple[str, dict]]) -> list[str]:
     out = []
     for k in range(L):
         ks = {n[k] for n in names if k < len(n)}
-        out.append(f"{k + 1}: {ks.pop()}" if len(ks) == 1 else f"layer {k + 1}")
+        out.append(f"layer {k + 1} [{ks.pop()}]" if len(ks) == 1 else f"layer {k + 1}")
     return out
 
 
@@ -68,7 +69,7 @@ def plot_layer_rates(runs: list[tuple[str, dict]], path: str | Path) -> Path:
             ax.text(b.get_x() + b.get_width() / 2, b.get_height(), f"{v:.3f}", ha="center",
                     va="bottom", fontsize=7)
     ax.set_xticks(range(L), labels, rotation=20 if L > 4 else 0, ha="right" if L > 4 else "center")
-    ax.set_xlabel("spiking layer (order in the network: module name)")
+    ax.set_xlabel("spiking layer in network order [module name]")
     ax.set_ylabel("firing rate (spikes / neuron / step)")
     ax.set_title("Firing rate per spiking layer")
     ax.margins(y=0.15)
@@ -85,7 +86,7 @@ def plot_step_rates(runs: list[tuple[str, dict]], path: str | Path) -> Path:
     for ax, (label, st) in zip(axes[0], runs):
         for k, (name, v) in enumerate(st["layers"].items()):
             r = v.get("rate_per_step") or []
-            ax.plot(range(1, len(r) + 1), r, marker="o", ms=3, label=f"{k + 1}: {name}",
+            ax.plot(range(1, len(r) + 1), r, marker="o", ms=3, label=f"layer {k + 1} [{name}]",
                     color=plt.cm.viridis(k / max(1, len(st["layers"]) - 1)))
         T = max((len(v.get("rate_per_step") or []) for v in st["layers"].values()), default=1)
         ax.set_xticks(range(1, T + 1) if T <= 16 else range(1, T + 1, max(1, T // 8)))
@@ -109,10 +110,10 @@ def plot_potential_hist(runs: list[tuple[str, dict]], path: str | Path) -> Path:
     plt = _plt()
     labels = _layer_labels(runs)
     rows, cols = _grid(len(labels))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.1 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 4.3 * rows), squeeze=False)
     for k, title in enumerate(labels):
         ax = axes[k // cols][k % cols]
-        th_seen = None
+        drawn: list[float] = []
         for r, (label, st) in enumerate(runs):
             lay = list(st["layers"].values())
             if k >= len(lay) or not lay[k].get("potential"):
@@ -122,30 +123,28 @@ def plot_potential_hist(runs: list[tuple[str, dict]], path: str | Path) -> Path:
             lo, hi = p["range"]
             edges = np.linspace(lo, hi, len(h) + 1)
             total = h.sum() / max(1e-12, 1 - p["underflow"] - p["overflow"])
-            frac = h / max(total, 1)
-            ax.stairs(frac, edges, color=_COLORS[r % 4], lw=1.4,
-                      label=f"{label}: {100 * p['frac_above_threshold']:.1f} % ≥ θ")
+            text = f"{label}: {100 * p['frac_above_threshold']:.1f} % ≥ θ"
+            if p["underflow"] + p["overflow"] > 0.0005:
+                text += (f"\n  ({100 * p['underflow']:.1f} % < {lo:g}, "
+                         f"{100 * p['overflow']:.1f} % > {hi:g}: off the plot)")
+            ax.stairs(h / max(total, 1), edges, color=_COLORS[r % 4], lw=1.4, label=text)
             th = lay[k].get("threshold")
             if isinstance(th, list):
                 th = max(th)
-            if th is not None and th_seen is None:
-                th_seen = th
-                ax.axvline(th, color="k", ls="--", lw=1)
+            if th is not None and all(abs(th - d) > 1e-9 for d in drawn):
+                drawn.append(th)
+                color = "k" if len(runs) == 1 else _COLORS[r % 4]
+                who = "" if len(runs) == 1 else f" ({label})"
+                ax.axvline(th, color=color, ls="--", lw=1.2, label=f"threshold θ{who} = {th:g}")
                 a = p.get("window")
                 if a:
-                    ax.axvspan(th - a, th + a, color="orange", alpha=0.15)
-                ax.text(th, 1.0, " θ", transform=ax.get_xaxis_transform(), va="top",
-                        fontsize=9)
-            if p["underflow"] > 0.001 or p["overflow"] > 0.001:
-                ax.text(0.01, 0.98 - 0.08 * r,
-                        f"outside range: {100 * p['underflow']:.1f} % below, "
-                        f"{100 * p['overflow']:.1f} % above", transform=ax.transAxes,
-                        fontsize=6.5, va="top", color=_COLORS[r % 4])
+                    ax.axvspan(th - a, th + a, color="orange", alpha=0.12)
         ax.set_yscale("log")
+        ax.set_ylim(1e-6, 1.0)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("membrane potential u (input-current units)")
         ax.set_ylabel("share of values per bin")
-        ax.legend(fontsize=7, loc="upper right")
+        ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
         ax.grid(alpha=0.3)
     for k in range(len(labels), rows * cols):
         axes[k // cols][k % cols].axis("off")
@@ -182,7 +181,8 @@ def plot_potential_steps(label: str, summary: dict, path: str | Path) -> Path:
         if th is not None:
             ax.axvline(th, color="k", ls="--", lw=1)
         ax.set_yscale("log")
-        ax.set_title(f"{k + 1}: {name}", fontsize=9)
+        ax.set_ylim(bottom=1e-6)
+        ax.set_title(f"layer {k + 1} [{name}]", fontsize=9)
         ax.set_xlabel("membrane potential u")
         ax.set_ylabel("share of values per bin")
         ax.legend(fontsize=6, ncol=2)
@@ -242,7 +242,8 @@ def plot_spike_heatmap(label: str, captured: dict[str, torch.Tensor], path: str 
             if j == 0:
                 rate = float(s[:, sample].float().mean())
                 kind = f"{s.shape[2]} ch" if conv else f"{s[0, 0].numel()} neurons"
-                ax.set_ylabel(f"{name}\n{kind}\nrate {rate:.3f}", fontsize=7.5, rotation=0,
+                ax.set_ylabel(f"layer {i + 1} [{name}]\n{kind}\nrate {rate:.3f}", fontsize=7.5,
+                              rotation=0,
                               ha="right", va="center")
     cb = fig.colorbar(im, ax=axes, fraction=0.025, pad=0.02)
     cb.set_label("share of channels firing\n(linear layers: 1 = spike)", fontsize=8)
@@ -252,30 +253,41 @@ def plot_spike_heatmap(label: str, captured: dict[str, torch.Tensor], path: str 
 
 
 def plot_energy(runs: list[tuple[str, dict]], path: str | Path) -> Path:
-    """Energy per input of each conv/linear layer (pJ, log scale), models side by side,
-    with the ANN's energy of the same layer as a grey outline."""
+    """Energy per input of each conv/linear layer (pJ, log scale): the models side by side
+    and, in grey, the ANN of the same architecture (dense MACs, one pass)."""
     plt = _plt()
     names = [list(e["layers"]) for _, e in runs]
     L = max(len(n) for n in names)
-    R = len(runs)
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 + 0.9 * L * R), 3.6))
+    R = len(runs) + 1
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.5 + 0.8 * L * R), 3.8))
     width = 0.8 / R
     for r, (label, e) in enumerate(runs):
         lay = list(e["layers"].values())
         xs = np.arange(len(lay)) + (r - (R - 1) / 2) * width
-        ax.bar(xs, [max(v["ann_energy_pj"], 1e-3) for v in lay], width, fill=False,
-               edgecolor="grey", ls=":", label="ANN (same layers)" if r == 0 else None)
-        ax.bar(xs, [max(v["energy_pj"], 1e-3) for v in lay], width * 0.9,
-               color=_COLORS[r % 4], label=f"{label}: {e['energy_pj'] / 1e6:.3g} µJ / input")
+        ax.bar(xs, [max(v["energy_pj"], 1e-3) for v in lay], width, color=_COLORS[r % 4],
+               label=f"{label}: {e['energy_pj'] / 1e6:.3g} µJ / input")
+    first = list(runs[0][1]["layers"].values())
+    xs = np.arange(len(first)) + (R - 1 - (R - 1) / 2) * width
+    ax.bar(xs, [max(v["ann_energy_pj"], 1e-3) for v in first], width, color="#bbbbbb",
+           hatch="//", edgecolor="#888888",
+           label=f"ANN, same layers: {runs[0][1]['ann_energy_pj'] / 1e6:.3g} µJ / input")
     ticks = []
     for k in range(L):
         ks = {n[k] for n in names if k < len(n)}
-        ticks.append(ks.pop() if len(ks) == 1 else f"layer {k + 1}")
-    ax.set_xticks(range(L), ticks, rotation=25, ha="right")
+        v = first[k] if k < len(first) else None
+        kind = f"\n{v['type']}, {v['input']} in" if v is not None else ""
+        ticks.append((ks.pop() if len(ks) == 1 else f"layer {k + 1}") + kind)
+    ax.set_xticks(range(L), ticks, rotation=20 if L > 4 else 0, ha="right" if L > 4 else "center",
+                  fontsize=8)
     ax.set_yscale("log")
-    ax.set_xlabel("conv / linear layer")
+    ax.set_xlabel("conv / linear layer (input: spikes → accumulates, analog → MACs)")
     ax.set_ylabel("energy per input (pJ)")
-    ax.set_title("Energy per layer: E_MAC·MACs + E_AC·SOPs")
+    ax.set_title("Energy per layer: 4.6 pJ · MACs + 0.9 pJ · SOPs" if _default_costs(runs)
+                 else "Energy per layer: E_MAC · MACs + E_AC · SOPs")
     ax.legend(fontsize=7)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
+
+
+def _default_costs(runs: list[tuple[str, dict]]) -> bool:
+    return all(e.get("e_mac") == 4.6 and e.get("e_ac") == 0.9 for _, e in runs)

@@ -110,6 +110,13 @@ def _si(v: float, unit: str) -> str:
     return f"{v:.3g} {unit}"
 
 
+def _energy(pj: float) -> str:
+    for div, unit in ((1e6, "µJ"), (1e3, "nJ")):
+        if abs(pj) >= div:
+            return f"{pj / div:.3g} {unit}"
+    return f"{pj:.3g} pJ"
+
+
 def _blocks(results: list[dict], figs: dict[str, Path], title: str, data_desc: str) -> list:
     """The report as a list of blocks: ("h1"|"h2"|"p", text), ("table", headers, rows),
     ("img", path, caption)."""
@@ -123,7 +130,7 @@ def _blocks(results: list[dict], figs: dict[str, Path], title: str, data_desc: s
         m, e = r["monitor"], r["energy"]
         rows.append([r["label"], _pct(r["accuracy"]), _f(m["nasfr"]),
                      _si(m["spikes_per_input"], ""), _si(e["sops"], ""), _si(e["macs"], ""),
-                     _si(e["energy_pj"] * 1e-12, "J"), _si(e["ann_energy_pj"] * 1e-12, "J"),
+                     _energy(e["energy_pj"]), _energy(e["ann_energy_pj"]),
                      _f(e["ratio_to_ann"], 3)])
     B.append(("table", head, rows))
     B.append(("p", "NASFR = all spikes / (T · all spiking neurons), over every input seen. "
@@ -139,7 +146,7 @@ def _blocks(results: list[dict], figs: dict[str, Path], title: str, data_desc: s
     for r in results:
         B.append(("h2", f"Redundancy per layer: {r['label']}"))
         head = ["layer", "neurons", "rate", "silent", "always firing", "silent / input",
-                "P(fire t | fired t−1)", "cos(s_t, s_t−1)", "channel cosine", "u mean ± std",
+                "P(s_t=1 ∣ s_t−1=1)", "cos(s_t, s_t−1)", "channel cosine", "u mean ± std",
                 "u ≥ θ", "in surrogate window"]
         rows = []
         for name, v in r["monitor"]["layers"].items():
@@ -157,7 +164,8 @@ def _blocks(results: list[dict], figs: dict[str, Path], title: str, data_desc: s
         B.append(("table", head, rows))
     B.append(("p", "silent / always firing: share of neurons that never fire / fire at every "
                    "step over all inputs; silent / input: share of (input, neuron) pairs with no "
-                   "spike in the window. P(fire t | fired t−1) well above the rate means spikes "
+                   "spike in the window. P(s_t=1 ∣ s_t−1=1) (a neuron that fired at t−1 fires "
+                   "again at t) well above the rate means spikes "
                    "repeat over time (temporal redundancy); cos(s_t, s_t−1): mean cosine "
                    "similarity of a layer's consecutive spike maps; channel cosine: mean pairwise "
                    "cosine similarity of the channels' spike maps at one step (spatial "
@@ -176,10 +184,10 @@ def _blocks(results: list[dict], figs: dict[str, Path], title: str, data_desc: s
         head = ["layer", "input", "input spike rate", "SOPs / input", "MACs / input",
                 "energy / input", "ANN MACs / input"]
         rows = [[f"{n} ({v['type']})", v["input"], _f(v["input_spike_rate"]),
-                 _si(v["sops"], ""), _si(v["macs"], ""), _si(v["energy_pj"] * 1e-12, "J"),
+                 _si(v["sops"], ""), _si(v["macs"], ""), _energy(v["energy_pj"]),
                  _si(v["ann_macs"], "")] for n, v in e["layers"].items()]
         rows.append(["total", "", "", _si(e["sops"], ""), _si(e["macs"], ""),
-                     _si(e["energy_pj"] * 1e-12, "J"), _si(e["ann_macs"], "")])
+                     _energy(e["energy_pj"]), _si(e["ann_macs"], "")])
         B.append(("p", f"**{r['label']}**"))
         B.append(("table", head, rows))
     return B
@@ -237,6 +245,12 @@ def _html(blocks: list, title: str) -> str:
     return "\n".join(parts)
 
 
+def _write_text(path: Path, text: str) -> Path:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    path.chmod(0o644)
+    return path
+
+
 def write_report(results: list[dict], out_dir: str | Path, title: str = "leansnn analysis",
                  data_desc: str = "") -> dict[str, Path]:
     """Draw the figures and write ``report.md``, ``report.html`` and ``metrics.json`` into
@@ -265,10 +279,7 @@ def write_report(results: list[dict], out_dir: str | Path, title: str = "leansnn
             figs[f"heatmap_{i}"] = plots.plot_spike_heatmap(
                 r["label"], cap, fig_dir / f"spike_heatmap_{i + 1}.png")
     blocks = _blocks(results, figs, title, data_desc)
-    md_p = atomic_write(out / "report.md",
-                        lambda tmp: Path(tmp).write_text(_md(blocks, out), encoding="utf-8"))
-    html_p = atomic_write(out / "report.html",
-                          lambda tmp: Path(tmp).write_text(_html(blocks, title), encoding="utf-8"))
-    js_p = atomic_write(out / "metrics.json",
-                        lambda tmp: Path(tmp).write_text(to_json(results), encoding="utf-8"))
+    md_p = _write_text(out / "report.md", _md(blocks, out))
+    html_p = _write_text(out / "report.html", _html(blocks, title))
+    js_p = _write_text(out / "metrics.json", to_json(results))
     return {"report_md": md_p, "report_html": html_p, "metrics_json": js_p, **figs}
