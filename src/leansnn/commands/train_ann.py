@@ -25,7 +25,8 @@ def train_ann(model: str = "small_cnn", activation: str = "qcfs", levels: int = 
               threshold: float = 3.0, out: str | Path = "ann.lsnn", *, epochs: int = 10,
               batch_size: int = 128, optimizer: str = "sgd", lr: float = 0.05,
               weight_decay: float = 5e-4, augment: str = "flip_crop",
-              train_images: int | None = None, seed: int = 0, data: str | None = None,
+              train_images: int | None = None, test_images: int | None = None,
+              seed: int = 0, data: str | None = None,
               checkpoint: str | Path | None = None, resume: bool = True, device: str = "cpu",
               progress: bool = True, model_kwargs: dict[str, Any] | None = None,
               note: str = "") -> dict:
@@ -49,6 +50,8 @@ def train_ann(model: str = "small_cnn", activation: str = "qcfs", levels: int = 
     if train_images:
         train = train.subset(train_images, seed)
     test = ls.data.fashion_mnist("test", root=data)
+    if test_images:
+        test = test.subset(test_images, seed)
     seed_all(seed)
     act: Any = ls.QCFS(levels=levels, threshold=threshold) if activation == "qcfs" else "relu"
     net = ls.models.create(model, num_classes=10, in_channels=1, activation=act,
@@ -92,6 +95,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--augment", default="flip_crop", choices=["flip_crop", "none"])
     p.add_argument("--train-images", type=int, default=None, help="use a training subset")
+    p.add_argument("--test-images", type=int, default=None,
+                   help="evaluate on a test subset (default: all 10000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default=None, help="Fashion-MNIST folder (default: "
                    "$LEANSNN_DATA, then /usr/share/datasets/fashion-mnist)")
@@ -109,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
     res = train_ann(args.model, args.activation, args.levels, args.threshold, args.out,
                     epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                     lr=args.lr, weight_decay=args.weight_decay, augment=args.augment,
-                    train_images=args.train_images, seed=args.seed, data=args.data,
+                    train_images=args.train_images, test_images=args.test_images,
+                    seed=args.seed, data=args.data,
                     checkpoint=args.checkpoint, resume=not args.no_resume, device=args.device)
     print(f"test accuracy {100 * res['test_accuracy']:.2f} % after {len(res['history'])} "
           f"epochs ({res['seconds']:.0f} s); saved {res['path']}")
