@@ -226,8 +226,7 @@ def plot_spike_heatmap(label: str, captured: dict[str, torch.Tensor], path: str 
     L = len(items)
     fig, axes = plt.subplots(L, len(steps), figsize=(1.5 * len(steps) + 1.2, 1.55 * L + 0.6),
                              squeeze=False)
-    cmap = plt.cm.magma.copy()
-    cmap.set_bad("#bbbbbb")
+    cmap = plt.cm.magma.with_extremes(bad="#bbbbbb")
     im = None
     for i, (name, s) in enumerate(items):
         conv = s.dim() >= 5

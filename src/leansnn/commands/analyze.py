@@ -75,6 +75,11 @@ def _data(args: argparse.Namespace, model: Any, label: str) -> tuple[Any, str]:
 
     cfg = getattr(model, "leansnn_config", None) or {}
     in_ch = _find(cfg, "in_channels")
+    if in_ch is None:  # default argument: read it off the first convolution
+        import torch
+
+        conv = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
+        in_ch = conv.in_channels if conv is not None else None
     if args.data == "fashion_mnist":
         if in_ch not in (None, 1):
             raise ValueError(f"{label} takes {in_ch} input channels (event frames?); use "
@@ -126,8 +131,9 @@ def run(args: argparse.Namespace) -> int:
             res = analyze(model, data, label, batch_size=args.batch_size, bins=args.bins,
                           e_mac=args.e_mac, e_ac=args.e_ac, device=args.device,
                           progress=not args.json)
-        except ValueError as e:
-            raise ValueError(f"{label}: {e}") from None
+        except (ValueError, RuntimeError) as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ValueError(f"{label} could not run on {args.data}: {msg}") from None
         results.append(res)
         descs.append(desc)
         acc = res["accuracy"]

@@ -1,0 +1,126 @@
+"""Report and ``leansnn analyze``: files written, self-contained HTML, JSON output, errors;
+Monitor and energy on the other model families (ASA LIF-SNN, converted networks)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import leansnn as ls
+from leansnn.analysis import Monitor, energy
+from leansnn.analysis.report import analyze, write_report
+from leansnn.cli import main
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ck")
+    paths = []
+    for i, th in enumerate((1.0, 0.5)):
+        torch.manual_seed(i)
+        m = ls.models.create("lif_cnn", T=3, width=4, threshold=th)
+        paths.append(ls.save(m, d / f"m{i}.lsnn"))
+    return paths
+
+
+def _fmnist_available() -> bool:
+    try:
+        ls.data.fashion_mnist("test")
+        return True
+    except ValueError:
+        return False
+
+
+needs_data = pytest.mark.skipif(not _fmnist_available(), reason="Fashion-MNIST not installed")
+
+
+@needs_data
+def test_analyze_two_checkpoints_writes_report_and_json(checkpoints, tmp_path, capsys):
+    out = tmp_path / "rep"
+    code = main(["analyze", str(checkpoints[0]), str(checkpoints[1]), "--out", str(out),
+                 "--max-images", "24", "--batch-size", "16", "--json",
+                 "--labels", "base", "low-threshold"])
+    assert code == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert [s["label"] for s in stats] == ["base", "low-threshold"]
+    for s in stats:
+        assert s["inputs"] == 24
+        assert 0.0 <= s["monitor"]["nasfr"] <= 1.0
+        assert set(s["monitor"]["layers"]) == {"1", "3"}
+        assert s["energy"]["sops"] > 0 and s["energy"]["energy_pj"] > 0
+        assert 0.0 <= s["accuracy"] <= 1.0
+    md = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    assert "NASFR" in md and "base" in md and "low-threshold" in md
+    figs = sorted((out / "figures").glob("*.png"))
+    assert len(figs) >= 7
+    for f in figs:
+        assert f.read_bytes()[:8] == PNG
+        assert f"figures/{f.name}" in md
+    # self-contained: every image inline, nothing fetched from elsewhere
+    assert html.count("data:image/png;base64,") == len(figs)
+    assert "src='figures" not in html and "http" not in html
+    assert json.loads((out / "metrics.json").read_text())[0]["label"] == "base"
+
+
+@needs_data
+def test_analyze_errors(checkpoints, tmp_path, capsys):
+    code = main(["analyze", str(checkpoints[0]), "--data", "event_fashion_mnist", "--out",
+                 str(tmp_path), "--max-images", "4"])
+    assert code == 2
+    assert "--data fashion_mnist" in capsys.readouterr().err
+    assert main(["analyze", str(tmp_path / "missing.lsnn"), "--out", str(tmp_path)]) == 2
+    assert main(["analyze", *map(str, checkpoints), str(checkpoints[0]), "--out",
+                 str(tmp_path)]) == 2
+
+
+def test_write_report_one_model_from_tensors(tmp_path):
+    torch.manual_seed(0)
+    model = ls.models.create("lif_cnn", T=2, width=4)
+    x = torch.rand(6, 1, 28, 28)
+    res = analyze(model, [(x, torch.zeros(6, dtype=torch.long))], "tiny", capture=2)
+    assert res["captured"]["1"].shape == (2, 2, 4, 28, 28)
+    paths = write_report([res], tmp_path)
+    assert paths["report_html"].exists() and paths["report_md"].exists()
+    assert (paths["report_md"].stat().st_mode & 0o777) == 0o644
+
+
+def test_lif_snn_a_with_asa():
+    torch.manual_seed(0)
+    net = ls.models.create("lif_snn_a", T=4, attention="asa", width=8, hidden=16,
+                           input_size=(16, 16)).eval()
+    x = (torch.rand(4, 3, 2, 16, 16) < 0.2).float()
+    with Monitor(net) as mon, torch.no_grad():
+        net(x)
+    st = mon.summary()
+    assert len(st["layers"]) == 5  # three conv stages, two FC layers
+    assert all(v["potential"]["window"] == 0.25 for v in st["layers"].values())
+    e = energy(net, [(x, torch.zeros(3))])
+    # binary event frames into the first conv are accumulates
+    assert e["layers"]["conv1.layer.0"]["input"] == "spikes"
+    assert e["sops"] > 0 and e["macs"] == 0
+
+
+@pytest.mark.parametrize("method", ["parallel", "serial"])
+def test_converted_networks(method):
+    torch.manual_seed(0)
+    ann = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), ls.QCFS(levels=4, threshold=1.0),
+                        nn.AvgPool2d(2), nn.Conv2d(4, 4, 3, padding=1),
+                        ls.QCFS(levels=4, threshold=1.0), nn.Flatten(), nn.Linear(4 * 9, 3))
+    snn = ls.convert(ann, T=4, method=method)
+    x = torch.rand(5, 1, 6, 6)
+    with Monitor(snn) as mon, torch.no_grad():
+        y = snn(x)
+    st = mon.summary()
+    assert len(st["layers"]) == 2
+    # spikes summed per layer match the output rate of the neurons (amplitude theta = 1)
+    for lay in st["layers"].values():
+        assert lay["samples"] == 5 and lay["T"] == 4
+        assert 0.0 <= lay["rate"] <= 1.0
+        assert lay["potential"] is not None
+    assert y.shape == (4, 5, 3)
