@@ -237,19 +237,16 @@ def test_nir_export_means_the_same_under_nir_semantics(case, tmp_path):
     """The written graph, run by an independent Euler simulator of the NIR equations,
     spikes exactly as the leansnn model does."""
     model, x = _run_case(case)
-    ref = model(x).detach()  # with autograd on: see the xfail test below for no_grad
+    ref = model(x).detach()
     path = tmp_path / "g.nir"
     nir.write(path, to_nir(model, x, dt=DT))
     sim = simulate_nir(nir.read(path), x, dt=DT)
     assert torch.equal(sim, ref)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "leansnn.neuron.fused: in the single-buffer path (no autograd, potential not observed) "
-    "with gain != 1 (tau mode), torch.mul(x[t], gain, out=ut) overwrites h (ut aliases h) "
-    "before ut.add_(h, alpha=decay) reads it. Fix: torch.mul(h, decay, out=ut); "
-    "ut.add_(x[t], alpha=gain). Remove this mark once fixed."))
 def test_nir_semantics_tau_lif_under_no_grad():
+    """Regression: the fused LIF's single-buffer path (no autograd, potential unobserved) with
+    gain != 1 used to overwrite h before reading it; the NIR simulator caught it."""
     model, x = _run_case("linear_bias_lif_tau")
     with torch.no_grad():
         ref = model(x)
@@ -512,7 +509,8 @@ def test_nir_snntorch_leaky_graph_loads_and_spikes_as_nir_prescribes(tmp_path, s
     net = from_nir(g, dt=1e-4, dtype=torch.float64)
     lifs = [m for m in net.modules() if isinstance(m, ls.LIF)]
     assert [round(m.params.decay, 6) for m in lifs] == [0.9, 0.8]
-    got = net(torch.as_tensor(x)).detach().numpy()  # autograd on: see the xfail test above
+    with torch.no_grad():
+        got = net(torch.as_tensor(x)).numpy()
     np.testing.assert_array_equal(got, expected)
 
 

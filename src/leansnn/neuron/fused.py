@@ -71,9 +71,9 @@ class _FusedLIF(torch.autograd.Function):
             ut = U[t] if save_u else bufs[0]
             if gain == 1.0:
                 torch.add(x[t], h, alpha=decay, out=ut)
-            else:
-                torch.mul(x[t], gain, out=ut)
-                ut.add_(h, alpha=decay)
+            else:  # ut may alias h (single-buffer path): read h before writing ut
+                torch.mul(h, decay, out=ut)
+                ut.add_(x[t], alpha=gain)
             st = S[t]
             torch.ge(ut, thr, out=st)
             hn = bufs[t % 2]
