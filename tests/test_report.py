@@ -103,7 +103,13 @@ def test_lif_snn_a_with_asa():
     e = energy(net, [(x, torch.zeros(3))])
     # binary event frames into the first conv are accumulates
     assert e["layers"]["conv1.layer.0"]["input"] == "spikes"
-    assert e["sops"] > 0 and e["macs"] == 0
+    assert e["sops"] > 0
+    # ASA (T=4, r=1; channels 8, 16, 16 on 16x16, 8x8, 4x4 maps) on its analog input:
+    # B*C*T*T for the FC + B*H*W*36 for the two 2->1 3x3 convs, per sample (B=1)
+    asa = {n: v["macs"] for n, v in e["layers"].items() if n.startswith("asa")}
+    assert asa == {"asa1": 8 * 16 + 256 * 36, "asa2": 16 * 16 + 64 * 36,
+                   "asa3": 16 * 16 + 16 * 36}
+    assert e["macs"] == sum(asa.values())
 
 
 @pytest.mark.parametrize("method", ["parallel", "serial"])

@@ -142,6 +142,31 @@ def _batches(data: Any, batch_size: int) -> Iterable:
     return iterate(data, batch_size)
 
 
+def _asa_type() -> type | None:
+    try:
+        from ..attention import ASA
+    except ImportError:  # pragma: no cover - attention module absent
+        return None
+    return ASA
+
+
+class _ASACounter(_Counter):
+    """ASA (``leansnn.attention.ASA``) computes its FC and convolutions functionally, on
+    analog values: per call on ``[T, B, C, H, W]`` it costs ``B·C·Σ(in·out)`` MACs for the
+    temporal FC and ``2 · B·H·W · 2·3·3`` for its two spatial-attention convolutions
+    (pooling, sigmoid, masking and the element-wise products are not counted). The ANN of
+    the same architecture has no time axis and no ASA: ``ann_macs = 0``."""
+
+    def hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        x = inputs[0]
+        _, B, C, H, W = x.shape
+        fc = sum(m.weight.numel() for m in module.fc.modules() if isinstance(m, nn.Linear))
+        conv = module.conv_important.weight.numel() + module.conv_sub.weight.numel()
+        self.analog_calls += 1
+        self.macs += float(B * C * fc + B * H * W * conv)
+        self.ann_macs = 0.0
+
+
 class OpCounter:
     """Context manager counting SOPs and MACs of every conv/linear layer of ``model`` on the
     forward passes run inside it (see the module docstring for the rules).
@@ -156,8 +181,16 @@ class OpCounter:
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"{nm} must be a finite number >= 0 (pJ), got {v!r}")
         self.model, self.e_mac, self.e_ac = model, float(e_mac), float(e_ac)
-        self.counters = [_Counter(name or "<model>", m) for name, m in model.named_modules()
-                         if isinstance(m, _COUNTED)]
+        asa = _asa_type()
+        inside = {id(sub) for m in model.modules() if asa is not None and isinstance(m, asa)
+                  for sub in m.modules() if sub is not m}
+        self.counters = [
+            _ASACounter(name, m) if asa is not None and isinstance(m, asa)
+            else _Counter(name or "<model>", m)
+            for name, m in model.named_modules()
+            if (isinstance(m, _COUNTED) and id(m) not in inside)
+            or (asa is not None and isinstance(m, asa))
+        ]
         if not self.counters:
             raise ValueError(
                 f"{type(model).__name__} has no Conv1d/2d/3d or Linear layer to count")
