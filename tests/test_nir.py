@@ -301,16 +301,46 @@ def test_nir_leaky_integrator_readout_import():
     g = nir.NIRGraph.from_list(nir.Affine(weight=w, bias=np.zeros(2, np.float32)),
                                nir.LI(tau=tau, r=np.ones(2, np.float32),
                                       v_leak=np.zeros(2, np.float32)))
-    with pytest.raises(ValueError, match="differs between neurons"):
-        from_nir(g, dt=1e-3)  # two time constants in one layer
-    g.nodes["li"].tau = np.full(2, 4e-3, np.float32)
     x = torch.rand(5, 3, 2, dtype=torch.float64)
-    got = from_nir(g, dt=1e-3, dtype=torch.float64)(x)
-    v, want = torch.zeros(3, 2, dtype=torch.float64), []
-    for t in range(5):
-        v = v + 1e-3 / 4e-3 * (-v + x[t] @ torch.as_tensor(w, dtype=torch.float64).T)
-        want.append(v)
-    torch.testing.assert_close(got, torch.stack(want), rtol=1e-6, atol=1e-9)
+    for taus in (tau, np.full(2, 4e-3, np.float32)):  # per-neuron, then shared time constants
+        g.nodes["li"].tau = taus
+        got = from_nir(g, dt=1e-3, dtype=torch.float64)(x)
+        a = torch.as_tensor(1e-3 / taus.astype(np.float64))
+        v, want = torch.zeros(3, 2, dtype=torch.float64), []
+        for t in range(5):
+            v = v + a * (-v + x[t] @ torch.as_tensor(w, dtype=torch.float64).T)
+            want.append(v)
+        torch.testing.assert_close(got, torch.stack(want), rtol=1e-6, atol=1e-9)
+
+
+def test_nir_per_neuron_parameters_import_as_neuron_array():
+    """A foreign LIF/IF layer whose tau, r, thresholds and resets differ per neuron (as trained
+    per-neuron parameters are exported) spikes as the NIR equations say."""
+    rng = np.random.default_rng(7)
+    n = 6
+    lif = nir.LIF(tau=rng.uniform(2e-4, 1e-3, n).astype(np.float32),
+                  r=rng.uniform(0.5, 2.0, n).astype(np.float32),
+                  v_leak=rng.uniform(-0.1, 0.1, n).astype(np.float32),
+                  v_threshold=rng.uniform(0.5, 1.0, n).astype(np.float32),
+                  v_reset=rng.uniform(-0.2, 0.0, n).astype(np.float32))
+    iff = nir.IF(r=rng.uniform(5e3, 2e4, 4).astype(np.float32),
+                 v_threshold=rng.uniform(0.5, 1.5, 4).astype(np.float32))
+    g = nir.NIRGraph.from_list(
+        nir.Affine(weight=rng.normal(0.5, 0.5, (n, 3)).astype(np.float32),
+                   bias=np.zeros(n, np.float32)), lif,
+        nir.Linear(weight=rng.normal(0.4, 0.6, (4, n)).astype(np.float32)), iff)
+    net = from_nir(g, dt=1e-4, dtype=torch.float64)
+    from leansnn.interop import NIRNetwork
+    from leansnn.interop._import import NeuronArray
+
+    assert isinstance(net, NIRNetwork)
+    assert sum(isinstance(m, NeuronArray) for m in net.modules()) == 2
+    x = torch.as_tensor(rng.uniform(0, 1, (10, 5, 3)))
+    with torch.no_grad():
+        got = net(x)
+    want = simulate_nir(g, x, dt=1e-4)
+    assert 0.05 < float(want.mean()) < 0.95
+    assert torch.equal(got, want)
 
 
 def test_nir_static_stem_exported_as_layers_fed_with_repeated_input(tmp_path):

@@ -24,8 +24,9 @@ import torch
 from torch import nn
 
 from ..layers import TimeFold, repeat_time
-from ..neuron import IF, LIF
-from ..neuron.functional import check_sequence
+from ..neuron import IF, LIF, SpikingNeuron
+from ..neuron import surrogate as sg
+from ..neuron.functional import SpikeFn, check_sequence
 from ._common import (
     DEFAULT_DT,
     META_KEY,
@@ -36,18 +37,20 @@ from ._common import (
     uniform,
 )
 
-__all__ = ["from_nir", "NIRNetwork", "LeakyIntegrator", "AddConstant", "Scale"]
+__all__ = ["from_nir", "NIRNetwork", "LeakyIntegrator", "NeuronArray", "AddConstant", "Scale"]
 
 
 class LeakyIntegrator(nn.Module):
     """Non-spiking readout (NIR ``LI`` / ``I``): ``v[t] = decay v[t-1] + gain x[t] + drive``.
 
     ``[T, B, ...] -> [T, B, ...]`` (the potential at every step), from ``v[-1] = 0``.
+    Parameters are floats or tensors of the per-sample shape (one value per neuron).
     """
 
-    def __init__(self, decay: float, gain: float, drive: float = 0.0) -> None:
+    def __init__(self, decay, gain, drive=0.0) -> None:
         super().__init__()
-        self.decay, self.gain, self.drive = float(decay), float(gain), float(drive)
+        for k, v in (("decay", decay), ("gain", gain), ("drive", drive)):
+            self.register_buffer(k, torch.as_tensor(v, dtype=torch.float64).clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_sequence(x, "LeakyIntegrator input")
@@ -59,7 +62,48 @@ class LeakyIntegrator(nn.Module):
         return torch.stack(out)
 
     def extra_repr(self) -> str:
-        return f"decay={self.decay:g}, gain={self.gain:g}, drive={self.drive:g}"
+        return ", ".join(f"{k}={_desc(getattr(self, k))}" for k in ("decay", "gain", "drive"))
+
+
+def _desc(t: torch.Tensor) -> str:
+    return f"{float(t):g}" if t.numel() == 1 else f"tensor{tuple(t.shape)}"
+
+
+class NeuronArray(SpikingNeuron):
+    """Hard-reset LIF/IF layer whose parameters differ between neurons (from a NIR graph).
+
+    ``u[t] = decay h[t-1] + gain x[t] + drive``; ``s[t] = [u[t] >= threshold]``;
+    ``h[t] = v_reset`` after a spike, else ``u[t]``; from ``h[-1] = 0``. Every parameter is a
+    tensor of the per-sample shape. Shapes: ``[T, B, ...] -> [T, B, ...]`` spikes in {0, 1}.
+    A plain step loop (surrogate ``ATan(alpha=2)`` for gradients); layers whose neurons share
+    their parameters become ``ls.LIF`` / ``ls.IF`` instead.
+    """
+
+    def __init__(self, decay, gain, threshold, v_reset, drive=0.0) -> None:
+        super().__init__()
+        for k, v in (("decay", decay), ("gain", gain), ("threshold", threshold),
+                     ("v_reset", v_reset), ("drive", drive)):
+            self.register_buffer(k, torch.as_tensor(v, dtype=torch.float64).clone())
+        self.surrogate = sg.ATan(alpha=2.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_sequence(x, "NeuronArray input")
+        h = torch.zeros_like(x[0])
+        spikes, pots = [], []
+        for t in range(x.shape[0]):
+            u = self.decay * h + self.gain * x[t] + self.drive
+            s = SpikeFn.apply(u - self.threshold, self.surrogate)
+            h = u * (1 - s) + self.v_reset * s
+            spikes.append(s)
+            pots.append(u)
+        out = torch.stack(spikes)
+        if self.observed:
+            self._notify(out, torch.stack(pots))
+        return out
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={_desc(getattr(self, k))}"
+                         for k in ("decay", "gain", "threshold", "v_reset", "drive"))
 
 
 class AddConstant(nn.Module):
@@ -254,7 +298,7 @@ def from_nir(graph_or_path, *, dt: float | None = None, T: int | None = None,
 
     Raises:
         ValueError naming every node leansnn cannot represent (CubaLIF, Delay, recurrent
-        cycles other than the soft-reset motif, per-neuron parameters that differ, ...).
+        cycles other than the soft-reset motif, ...).
     """
     nir = require_nir()
     if isinstance(graph_or_path, (str, os.PathLike)):
@@ -446,6 +490,11 @@ def _node_module(nir, node, dt: float, gmeta: dict, name: str) -> nn.Module:
         return TimeFold(nn.Flatten(start + 1, end + 1 if end >= 0 else end))
     if isinstance(node, nir.Scale):
         return TimeFold(Scale(torch.as_tensor(np.asarray(node.scale)).clone()))
+    if isinstance(node, (nir.LIF, nir.IF, nir.LI, nir.I)):
+        fields = ("tau", "r", "v_leak", "v_threshold", "v_reset")
+        arrays = [np.asarray(getattr(node, f), np.float64) for f in fields if hasattr(node, f)]
+        if not all(np.all(a == a.reshape(-1)[0]) for a in arrays if a.size):
+            return _per_neuron(nir, node, dt, name)
     if isinstance(node, nir.LIF):
         p = nir_lif_to_leansnn(uniform(node.tau, "tau", name), uniform(node.r, "r", name),
                                uniform(node.v_leak, "v_leak", name), dt)
@@ -533,3 +582,26 @@ def _serial_if(nir, integ, thr, fb, amp, dt: float, meta: dict):
     if not torch.equal(th.expand(theta.shape), torch.as_tensor(theta)):
         return None
     return SerialIF(int(meta.get("T", 1)), th)
+
+
+def _per_neuron(nir, node, dt: float, name: str) -> nn.Module:
+    """LIF/IF/LI/I whose parameters differ between neurons: elementwise Euler mapping."""
+    def arr(a) -> np.ndarray:
+        return np.asarray(a, dtype=np.float64)
+
+    if isinstance(node, (nir.LIF, nir.LI)):
+        tau = arr(node.tau)
+        if not np.all(np.isfinite(tau) & (tau > 0)):
+            raise ValueError("tau must be finite and positive for every neuron")
+        if np.any(dt > tau):
+            raise ValueError(f"time step dt={dt:g} s exceeds the smallest tau={tau.min():g} s: "
+                             "forward Euler would give a negative decay; pass a smaller dt")
+        a = dt / tau
+        decay, gain, drive = 1.0 - a, arr(node.r) * a, a * arr(node.v_leak)
+    else:
+        gain = arr(node.r) * dt
+        decay, drive = np.ones_like(gain), np.zeros_like(gain)
+    if isinstance(node, (nir.LI, nir.I)):
+        return LeakyIntegrator(decay, gain, drive)
+    theta = np.nextafter(arr(node.v_threshold).astype(np.float32), np.float32(np.inf))
+    return NeuronArray(decay, gain, theta.astype(np.float64), arr(node.v_reset), drive)
