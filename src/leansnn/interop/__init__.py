@@ -8,6 +8,9 @@ raise an ``ImportError`` that says ``pip install "leansnn[nir]"``.
 
 from ._common import DEFAULT_DT, require_nir
 from ._export import NIRExportError, to_nir
-from ._import import NIRNetwork, from_nir
+from ._import import LeakyIntegrator, NeuronArray, NIRNetwork, from_nir
 
-__all__ = ["to_nir", "from_nir", "NIRExportError", "NIRNetwork", "DEFAULT_DT", "require_nir"]
+__all__ = [
+    "to_nir", "from_nir", "NIRExportError", "NIRNetwork", "NeuronArray", "LeakyIntegrator",
+    "DEFAULT_DT", "require_nir",
+]
