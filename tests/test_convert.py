@@ -388,3 +388,33 @@ def test_save_load_converted(tmp_path):
     assert torch.equal(back(x), snn(x))
     assert [float(m.threshold) for _, m in back.named_neurons()] == [
         float(m.threshold) for _, m in snn.named_neurons()]
+
+
+class Reuse(nn.Module):
+    """One QCFS module called twice (as torchvision's BasicBlock does with self.relu)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.c2 = nn.Linear(5, 6), nn.Linear(6, 6)
+        self.act = ls.QCFS(4, 1.2)
+        self.clip = nn.ReLU6()
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.fc(self.clip(self.act(self.c2(self.act(self.c1(x)))) * 9))
+
+
+def test_reused_module_gets_one_neuron_per_call_and_relu6():
+    torch.manual_seed(6)
+    ann = Reuse().to(D)
+    snn = ls.convert(ann, T=4)
+    names = [n for n, _ in snn.named_neurons()]
+    assert names == ["act", "act_1", "clip"]
+    assert [float(m.threshold) for _, m in snn.named_neurons()] == pytest.approx([1.2, 1.2, 6.0])
+    x = torch.randn(7, 5, dtype=D)
+    y = snn(x)  # Linear first: static input [B, F]
+    assert y.shape == (4, 7, 3)
+    q = lambda z: ls.conversion.qcfs(z, ann.act.threshold, 4)  # noqa: E731
+    r6 = lambda z: ls.conversion.qcfs(z, torch.tensor(6.0, dtype=D), 4)  # noqa: E731
+    want = ann.fc(r6(q(ann.c2(q(ann.c1(x)))) * 9))
+    assert torch.allclose(y.mean(0), want.detach(), atol=1e-9)
