@@ -544,6 +544,37 @@ def test_nir_snntorch_leaky_graph_loads_and_spikes_as_nir_prescribes(tmp_path, s
     np.testing.assert_array_equal(got, expected)
 
 
+def test_nir_imported_graph_reexports_with_the_same_meaning(tmp_path):
+    """from_nir's modules (per-neuron NeuronArray, LIF with v_leak, Scale, LI readout) export
+    again, and the re-exported graph means what the original meant."""
+    rng = np.random.default_rng(8)
+
+    def f32(a):
+        return np.asarray(a, np.float32)
+
+    g = nir.NIRGraph.from_list(
+        nir.Affine(weight=f32(rng.normal(0.5, 0.5, (5, 3))), bias=f32(np.zeros(5))),
+        nir.LIF(tau=f32(rng.uniform(3e-4, 1e-3, 5)), r=f32(rng.uniform(0.8, 1.5, 5)),
+                v_leak=f32(rng.uniform(0, 0.2, 5)), v_threshold=f32(rng.uniform(0.4, 0.8, 5)),
+                v_reset=f32(np.zeros(5))),
+        nir.Scale(scale=f32(rng.uniform(0.5, 1.5, 5))),
+        nir.Linear(weight=f32(rng.normal(0.4, 0.6, (4, 5)))),
+        nir.LIF(tau=f32(np.full(4, 5e-4)), r=f32(np.full(4, 2.0)), v_leak=f32(np.full(4, 0.1)),
+                v_threshold=f32(np.full(4, 0.6)), v_reset=f32(np.zeros(4))),
+        nir.Linear(weight=f32(rng.normal(0, 1, (2, 4)))),
+        nir.LI(tau=f32(np.full(2, 1e-3)), r=f32(np.ones(2)), v_leak=f32(np.zeros(2))))
+    x = torch.as_tensor(rng.uniform(0, 1, (8, 4, 3)))
+    net = from_nir(g, dt=1e-4, dtype=torch.float64)
+    g2 = to_nir(net, x, dt=1e-4)
+    nir.write(tmp_path / "again.nir", g2)
+    g2 = nir.read(tmp_path / "again.nir")
+    ref = simulate_nir(g, x, dt=1e-4)
+    torch.testing.assert_close(simulate_nir(g2, x, dt=1e-4), ref, rtol=1e-5, atol=1e-7)
+    with torch.no_grad():
+        torch.testing.assert_close(from_nir(g2, dtype=torch.float64)(x), net(x), rtol=0,
+                                   atol=1e-12)
+
+
 def test_nir_threshold_comparison_strict_for_foreign_graphs_exact_for_own():
     """NIR fires on v > threshold, leansnn on u >= threshold: a potential exactly at the
     threshold must not fire in a foreign graph, and must fire after a leansnn round trip."""

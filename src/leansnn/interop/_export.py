@@ -164,6 +164,17 @@ class _Builder:
         why = _refused_type(m)
         if why is not None:
             return self.refuse(name, why, sig)
+        from . import _import as imp  # modules from_nir builds: re-export them
+
+        if type(m) is imp.NIRNetwork:
+            return self.nir_network(m, name, sig)
+        if type(m) in (imp.NeuronArray, imp.LeakyIntegrator):
+            return self.state_array(m, name, sig)
+        if type(m) is imp.Scale and frame:
+            return self.scale(m, name, sig)
+        if type(m) is nn.Sequential and len(m) == 2 and type(m[0]) is imp.AddConstant \
+                and type(m[1]) in (LIF, IF):  # from_nir's LIF with v_leak
+            return self.neuron(m[1], _join(name, "1"), sig, drive_input=m[0].c)
         if isinstance(m, SpikingNeuron):
             return self.neuron(m, name, sig)
         converted = _converted_type()
@@ -420,7 +431,85 @@ class _Builder:
         return _Signal(sig.sources, out)
 
     # -- neurons ----------------------------------------------------------------------------
-    def neuron(self, m: SpikingNeuron, name: str, sig: _Signal) -> _Signal:
+    # -- modules built by from_nir -----------------------------------------------------------
+    def nir_network(self, m, name: str, sig: _Signal) -> _Signal:
+        names = {k: n for n, k in m.nodes.items()}
+        env: dict[str, _Signal] = {"__input__": sig}
+
+        def total(keys: list[str]) -> _Signal | None:
+            sigs = [env[k] for k in keys]
+            srcs = tuple(x for g in sigs for x in g.sources)
+            if len(set(srcs)) != len(srcs):
+                self.problems.append((name or "<model>", "two inputs of a node resolve to the "
+                                      "same NIR node (x + x); NIR sums distinct edges only"))
+                return None
+            exs = [g.example for g in sigs]
+            ex = None if any(e is None for e in exs) else sum(exs[1:], exs[0])
+            return _Signal(srcs, ex)
+
+        for key in m.order:
+            inp = total(m.preds[key])
+            if inp is None:
+                return _Signal(sig.sources, None)
+            env[key] = self.walk(m.layers[key], _join(name, names.get(key, key)), inp,
+                                 frame=False)
+        out = total(m.output_preds)
+        return out if out is not None else _Signal(sig.sources, None)
+
+    def _arrays(self, m, keys: tuple[str, ...], sig: _Signal) -> dict[str, np.ndarray] | None:
+        ex = sig.example
+        if ex is None:
+            return None
+        shape = tuple(ex.shape[1:])
+        dtype = np.float64 if ex.dtype == torch.float64 else np.float32
+        out = {}
+        for k in keys:
+            t = getattr(m, k).detach().cpu().double()
+            out[k] = np.broadcast_to(t.numpy(), shape).astype(dtype)
+        return out
+
+    def scale(self, m, name: str, sig: _Signal) -> _Signal:
+        a = self._arrays(m, ("scale",), sig)
+        if a is None:
+            return self.refuse(name, "shape unknown", sig)
+        return self.add(name, self.nir.Scale(scale=a["scale"]), sig, "scale", sig.example)
+
+    def state_array(self, m, name: str, sig: _Signal) -> _Signal:
+        """``NeuronArray`` (per-neuron LIF/IF) or ``LeakyIntegrator`` (LI/I) -> NIR."""
+        from ._import import NeuronArray
+
+        nir = self.nir
+        spiking = isinstance(m, NeuronArray)
+        keys = ("decay", "gain", "drive") + (("threshold", "v_reset") if spiking else ())
+        a = self._arrays(m, keys, sig)
+        if a is None:
+            return self.refuse(name, "shape unknown", sig)
+        d, g, c = a["decay"], a["gain"], a["drive"]
+        meta = {"layer": type(m).__name__, "dt": self.dt, "spike_condition": "u >= threshold"}
+        if np.all(d == 1.0):
+            if np.any(c != 0):
+                return self.refuse(name, "a non-leaky neuron with a constant drive: NIR's IF "
+                                   "and I nodes have no bias term", sig)
+            if spiking:
+                node = nir.IF(r=g / self.dt, v_threshold=a["threshold"], v_reset=a["v_reset"],
+                              metadata={META_KEY: meta})
+            else:
+                node = nir.I(r=g / self.dt)
+        elif np.all(d < 1.0):
+            one = (1.0 - d).astype(d.dtype)
+            fields = dict(tau=self.dt / one, r=g / one, v_leak=c / one)
+            if spiking:
+                node = nir.LIF(**fields, v_threshold=a["threshold"], v_reset=a["v_reset"],
+                               metadata={META_KEY: meta})
+            else:
+                node = nir.LI(**fields)
+        else:
+            return self.refuse(name, "a layer mixing leaky and non-leaky neurons has no single "
+                               "NIR node; split it", sig)
+        return self.add(name, node, sig, "neuron", sig.example)
+
+    def neuron(self, m: SpikingNeuron, name: str, sig: _Signal,
+               drive_input: float = 0.0) -> _Signal:
         serial = _serial_type()
         if serial is not None and type(m) is serial:
             return self.serial_if(m, name, sig)
@@ -453,6 +542,10 @@ class _Builder:
             "reset": p.reset, "v_reset": p.v_reset, "v_init": p.v_init, "dt": self.dt,
             "spike_condition": "u >= threshold",
         }
+        drive = gain * float(drive_input)  # per-step constant added to the potential
+        if drive != 0.0 and (decay == 1.0 or p.reset != "hard"):
+            return self.refuse(name, "a constant drive (v_leak) on a non-leaky or soft-reset "
+                               "neuron has no NIR node", sig)
         if p.reset == "hard":
             if p.v_init != 0.0:
                 return self.refuse(
@@ -463,7 +556,8 @@ class _Builder:
                               v_reset=full(p.v_reset), metadata={META_KEY: meta})
             else:
                 f = lif_to_nir_fields(decay, gain, self.dt)
-                node = nir.LIF(tau=full(f["tau"]), r=full(f["r"]), v_leak=full(0.0),
+                node = nir.LIF(tau=full(f["tau"]), r=full(f["r"]),
+                               v_leak=full(drive / (1.0 - decay)),
                                v_threshold=full(theta), v_reset=full(p.v_reset),
                                metadata={META_KEY: meta})
             return self.add(name, node, sig, "neuron", ex)
