@@ -207,7 +207,7 @@ def test_capture_and_observer_removed():
     assert s.shape == (3, 3, 3, 6, 6) and s.dtype == torch.bool
     assert u.shape == (3, 3, 3, 6, 6)
     assert not net[1].observed and not net[3].observed
-    assert mon.rate_map("3").shape == (3, 4, 2, 2)
+    assert mon.rate_map("3").shape == (4, 2, 2)
 
 
 def test_amplitude_spikes_count_once_and_per_channel_threshold():
@@ -253,3 +253,25 @@ def test_lif_cnn_model_and_errors():
         model(torch.rand(2, 1, 28, 28))
         with pytest.raises(ValueError, match="first saw spikes"):
             model(torch.rand(2, 1, 32, 32))
+
+
+def test_potential_sample_estimates_match_exact():
+    net = _conv_lif_net(4)
+    x = torch.randn(4, 64, 1, 6, 6)
+    with Monitor(net, potential_sample=None) as exact, torch.no_grad():
+        net(x)
+    with Monitor(net, potential_sample=500) as sampled, torch.no_grad():
+        net(x)
+    e = exact.summary()["layers"]["1"]
+    s = sampled.summary()["layers"]["1"]
+    assert s["rate"] == e["rate"]  # spikes are always exact
+    assert s["potential"]["mean"] == pytest.approx(e["potential"]["mean"], rel=1e-5)
+    assert s["potential"]["frac_above_threshold"] == e["potential"]["frac_above_threshold"]
+    # 64 * 108 = 6912 values per step -> stride 17 (prime) -> 407 values per step
+    assert s["potential"]["sampled_values"] == 4 * len(range(0, 6912, 17))
+    assert s["potential"]["frac_in_window"] == pytest.approx(e["potential"]["frac_in_window"],
+                                                             abs=0.03)
+    he = np.array(e["potential"]["hist"]) / e["potential"]["sampled_values"]
+    hs = np.array(s["potential"]["hist"]) / s["potential"]["sampled_values"]
+    # coarse (9-bin) histograms of the sample and of all values agree in L1 distance
+    assert np.abs(he.reshape(9, 10).sum(1) - hs.reshape(9, 10).sum(1)).sum() < 0.08

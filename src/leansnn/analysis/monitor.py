@@ -40,6 +40,12 @@ class MonitorConfig:
     capture: keep the full spike (and potential) tensors of the first ``capture`` samples
         for pictures (0 = none).
     potentials: record potential statistics (asks LIF/IF neurons to compute ``u``).
+    potential_sample: the histograms, the fraction inside the surrogate window and (for
+        neurons other than LIF/IF) the fraction above threshold are computed on at most this
+        many values per step and batch: a fixed, evenly spread subset (every p-th value of
+        the flattened ``[B, ...]`` step, p prime). ``None`` uses every value. The mean and std
+        always use every value; LIF/IF's fraction above threshold is exact (it equals the
+        firing rate, ``s = H(u - θ)``).
     """
 
     bins: int = 90
@@ -47,6 +53,7 @@ class MonitorConfig:
     range_in_thresholds: tuple[float, float] = (-4.0, 5.0)
     capture: int = 0
     potentials: bool = True
+    potential_sample: int | None = 65536
 
     def __post_init__(self) -> None:
         if not isinstance(self.bins, int) or self.bins < 1:
@@ -58,6 +65,10 @@ class MonitorConfig:
             if (len(r) != 2 or not all(isinstance(v, (int, float)) and math.isfinite(v)
                                        for v in r) or not r[0] < r[1]):
                 raise ValueError(f"{name} must be (lo, hi) with finite lo < hi, got {r!r}")
+        if self.potential_sample is not None and (
+                not isinstance(self.potential_sample, int) or self.potential_sample < 1):
+            raise ValueError(f"potential_sample must be a positive int or None, got "
+                             f"{self.potential_sample!r}")
         if not isinstance(self.capture, int) or self.capture < 0:
             raise ValueError(f"capture must be an int >= 0, got {self.capture!r}")
 
@@ -136,10 +147,12 @@ class _LayerStats:
         self.C = shape[0] if shape else 1
         dev = s.device
         f64 = dict(dtype=torch.float64, device=dev)
-        self.counts = torch.zeros(T, self.N, **f64)  # spikes per (step, neuron), summed over b
+        self.neuron_counts = torch.zeros(self.N, **f64)  # spikes per neuron over t and b
+        self.step_ch = torch.zeros(T, self.C, **f64)  # spikes per (step, channel) over b
         self.silent_in = torch.zeros((), **f64)  # (sample, neuron) pairs with no spike in T
         self.always_in = torch.zeros((), **f64)  # (sample, neuron) pairs spiking at every step
         self.joint = torch.zeros(max(T - 1, 0), **f64)  # sum_b,i s[t] s[t-1]
+        self.prev_spikes = torch.zeros(max(T - 1, 0), **f64)  # sum_b,i s[t-1], t >= 1
         self.tcos_sum = torch.zeros(max(T - 1, 0), **f64)
         self.tcos_n = torch.zeros(max(T - 1, 0), **f64)
         self.spatial = len(shape) >= 2
@@ -161,6 +174,7 @@ class _LayerStats:
             self.u_sq = torch.zeros(T, **f64)
             self.u_above = torch.zeros(T, **f64)
             self.u_window = torch.zeros(T, **f64)
+            self.u_seen = torch.zeros(T, **f64)  # values in the histogram / window counts
             self.u_n = 0
         self.captured_s: torch.Tensor | None = None
         self.captured_u: torch.Tensor | None = None
@@ -186,24 +200,26 @@ class _LayerStats:
         cnt_in = torch.zeros(B, N, dtype=torch.float32, device=s.device)
         prev = prev_n = None
         step_spikes = []
+        C = self.C
         for t in range(T):
             st = s[t].reshape(B, N)
             # any spike amplitude counts as one spike; LIF/IF emit exact 0./1. floats already
             bt = st if self.unit_spikes and st.dtype == torch.float32 else st.ne(0).float()
-            self.counts[t] += bt.sum(0)
             cnt_in += bt
-            n_t = bt.sum(1)  # spikes per sample at step t
+            X = bt.view(B, C, -1)
+            nc = X.sum(-1) if X.shape[-1] > 1 else X.view(B, C)  # [B, C] spikes per channel
+            self.step_ch[t] += nc.sum(0)
+            n_t = nc.sum(1)  # [B] spikes per sample at step t
             step_spikes.append(n_t.sum())
             if prev is not None:
                 dot = torch.bmm(bt.unsqueeze(1), prev.unsqueeze(2)).view(B)
                 self.joint[t - 1] += dot.sum()
+                self.prev_spikes[t - 1] += prev_n.sum()
                 ok = (n_t > 0) & (prev_n > 0)
                 cos = dot / (n_t * prev_n).clamp_min(1).sqrt()
                 self.tcos_sum[t - 1] += cos[ok].sum()
                 self.tcos_n[t - 1] += ok.sum()
             if self.spatial:
-                X = bt.view(B, self.C, -1)
-                nc = X.sum(-1)  # [B, C] spikes per channel map
                 inv = nc.clamp_min(1).rsqrt() * (nc > 0)
                 # sum_{c != c'} cos(x_c, x_c') = ||sum_c x_c / |x_c| ||^2 - k,  k = #non-empty
                 z = torch.bmm(inv.unsqueeze(1), X).view(B, -1)
@@ -214,6 +230,7 @@ class _LayerStats:
                 self.scos_sum[t] += (pair_sum[ok] / pairs[ok]).sum()
                 self.scos_n[t] += ok.sum()
             prev, prev_n = bt, n_t
+        self.neuron_counts += cnt_in.sum(0)
         self.silent_in += torch.count_nonzero(cnt_in == 0)
         self.always_in += torch.count_nonzero(cnt_in == T)
         if self.has_u and u is not None:
@@ -224,22 +241,37 @@ class _LayerStats:
         a = self.window
         bins = self.cfg.bins
         w = (self.hi - self.lo) / bins
-        self.u_n += u[0].numel()
+        m = u[0].numel()
+        self.u_n += m
+        cap = self.cfg.potential_sample
+        stride = 1 if cap is None or m <= cap else _prime_at_least(math.ceil(m / cap))
+        per_channel = isinstance(th, torch.Tensor)
+        exact_above = self.unit_spikes and not per_channel
+        if per_channel and stride > 1:
+            C = self.C
+            ch = (torch.arange(0, m, stride, device=u.device) // (m // u.shape[1] // C)) % C
+            th_s = th.to(u.device, u.dtype)[ch]
         for t in range(self.T):
             ut = u[t]
             if ut.dtype not in (torch.float32, torch.float64):
                 ut = ut.float()
             self.u_sum[t] += ut.sum().double()
             self.u_sq[t] += torch.linalg.vector_norm(ut).double().square()
-            tb = _broadcast_channel(th, ut)
-            if self.unit_spikes and not isinstance(th, torch.Tensor):
+            if stride > 1:
+                v = ut.reshape(-1)[::stride].contiguous()
+                tb = th_s if per_channel else th
+            else:
+                v = ut
+                tb = _broadcast_channel(th, ut)
+            self.u_seen[t] += v.numel()
+            if exact_above:
                 self.u_above[t] += step_spikes[t]  # LIF/IF: s = H(u - θ) by definition
             else:
-                self.u_above[t] += torch.count_nonzero(ut >= tb)
+                self.u_above[t] += torch.count_nonzero(v >= tb) * (ut.numel() / v.numel())
             if a is not None:
-                self.u_window[t] += torch.count_nonzero((ut - tb).abs_() < a)
+                self.u_window[t] += torch.count_nonzero((v - tb).abs_() < a)
             # one histc with an under- and an overflow bin: clamp outliers into them
-            h = torch.histc(ut.clamp(self.lo - w / 2, self.hi + w / 2), bins + 2,
+            h = torch.histc(v.clamp(self.lo - w / 2, self.hi + w / 2), bins + 2,
                             self.lo - w, self.hi + w).double()
             self.hist[t] += h[1:-1]
             self.under[t] += h[0]
@@ -261,12 +293,11 @@ class _LayerStats:
         if self.shape is None:
             return {"type": self.kind, "samples": 0, "rate": float("nan")}
         T, N, n = self.T, self.N, self.samples
-        counts = self.counts
-        total = float(counts.sum())
-        per_neuron = counts.sum(0)  # [N]
-        rate_step = (counts.sum(1) / (n * N)).tolist()
-        rate_ch = (counts.sum(0).view(self.C, -1).sum(1) / (n * T * (N // self.C))).tolist()
-        prev_spikes = counts[:-1].sum(1)
+        total = float(self.step_ch.sum())
+        per_neuron = self.neuron_counts  # [N]
+        rate_step = (self.step_ch.sum(1) / (n * N)).tolist()
+        rate_ch = (self.step_ch.sum(0) / (n * T * (N // self.C))).tolist()
+        prev_spikes = self.prev_spikes
         p_step = (self.joint / prev_spikes.clamp_min(1)).tolist()
         th = self.threshold
         out = {
@@ -280,6 +311,7 @@ class _LayerStats:
             "rate": total / (n * T * N),
             "rate_per_step": rate_step,
             "rate_per_channel": rate_ch,
+            "rate_per_step_channel": (self.step_ch / (n * (N // self.C))).tolist(),
             "silent_fraction": float((per_neuron == 0).sum()) / N,
             "always_firing_fraction": float((per_neuron == n * T).sum()) / N,
             "silent_fraction_per_input": float(self.silent_in) / (n * N),
@@ -318,16 +350,25 @@ class _LayerStats:
             "std_per_step": var_t.sqrt().tolist(),
             "frac_above_threshold": float(self.u_above.sum()) / total_n,
             "frac_above_threshold_per_step": (self.u_above / m).tolist(),
-            "frac_in_window": (float(self.u_window.sum()) / total_n
+            "frac_in_window": (float(self.u_window.sum() / self.u_seen.sum())
                                if self.window is not None else None),
             "window": self.window,
             "range": [self.lo, self.hi],
             "bins": self.cfg.bins,
             "hist": self.hist.sum(0).tolist(),
             "hist_per_step": self.hist.tolist(),
-            "underflow": float(self.under.sum()) / total_n,
-            "overflow": float(self.over.sum()) / total_n,
+            "underflow": float(self.under.sum() / self.u_seen.sum()),
+            "overflow": float(self.over.sum() / self.u_seen.sum()),
+            "sampled_values": float(self.u_seen.sum()),
         }
+
+
+def _prime_at_least(n: int) -> int:
+    """Smallest prime >= n (strides that never align with a layer's shape)."""
+    n = max(2, n)
+    while any(n % d == 0 for d in range(2, int(n ** 0.5) + 1)):
+        n += 1
+    return n
 
 
 def _safe_div(a: torch.Tensor, b: torch.Tensor) -> list:
@@ -429,7 +470,7 @@ class Monitor:
         """
         layers = {name: st.summary() for name, st in self.layers.items()}
         seen = [st for st in self.layers.values() if st.samples > 0]
-        spikes = sum(float(st.counts.sum()) for st in seen)
+        spikes = sum(float(st.step_ch.sum()) for st in seen)
         slots = sum(st.T * st.N * st.samples for st in seen)
         n = self.samples
         return {
@@ -441,9 +482,10 @@ class Monitor:
         }
 
     def rate_map(self, name: str) -> torch.Tensor:
-        """Per-neuron firing rate ``[T, *neuron_shape]`` (spikes per sample) of layer ``name``."""
+        """Per-neuron firing rate ``neuron_shape`` (spikes per step and sample, over all
+        inputs seen) of layer ``name``."""
         st = self._get(name)
-        return (st.counts / max(st.samples, 1)).view(st.T, *st.shape).float().cpu()
+        return (st.neuron_counts / max(st.samples * st.T, 1)).view(st.shape).float().cpu()
 
     def captured(self, name: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Full ``(spikes bool [T, k, ...], potential float [T, k, ...] or None)`` of the first
