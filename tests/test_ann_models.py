@@ -66,3 +66,18 @@ def test_builders_convert_losslessly(name):
     snn = ls.convert(net, T=4)
     assert snn.fast_path_status()[0]
     assert torch.allclose(snn(x).mean(0), net(x), atol=1e-9)
+
+
+def test_load_qcfs_model_in_fresh_process(tmp_path):
+    """ls.load must rebuild QCFS activations without leansnn.convert imported first."""
+    import subprocess
+    import sys
+
+    net = ls.models.create("small_cnn", activation=ls.QCFS(levels=8), width=4, hidden=8)
+    path = ls.save(net, tmp_path / "q.lsnn")
+    code = ("import sys, leansnn as ls; m = ls.load(sys.argv[1]); "
+            "print(sorted({a.levels for a in m.modules() if type(a).__name__ == 'QCFS'}))")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[8]"

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..convert.qcfs import QCFS  # registers QCFS as a configurable builder argument
 from .registry import from_config, register
 
 __all__ = ["make_activation", "small_cnn", "vgg11", "vgg16", "resnet18", "resnet20",
@@ -26,8 +27,6 @@ __all__ = ["make_activation", "small_cnn", "vgg11", "vgg16", "resnet18", "resnet
 def make_activation(activation: Any = "relu", levels: int = 4) -> nn.Module:
     """A fresh activation module: ``"relu"`` -> ``nn.ReLU``; ``"qcfs"`` -> ``QCFS(levels)``;
     a ``QCFS`` instance -> a copy with its own threshold."""
-    from ..convert.qcfs import QCFS
-
     if isinstance(activation, QCFS):
         return activation.clone()
     if isinstance(activation, str):

@@ -74,6 +74,10 @@ def decode(value: Any) -> Any:
     if isinstance(value, dict):
         if "__class__" in value:
             name = value["__class__"]
+            if name not in _CONFIGURABLE:  # builder modules register their classes
+                from . import _ensure_builders
+
+                _ensure_builders()
             if name not in _CONFIGURABLE:
                 raise ValueError(f"checkpoint refers to unknown class {name!r}")
             return _CONFIGURABLE[name](**decode(value.get("args", {})))
