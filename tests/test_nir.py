@@ -729,6 +729,19 @@ def test_nir_export_command_converted_checkpoint(tmp_path):
     assert main(["export", str(ckpt), "--out", str(out), "--soft-reset", "error"]) == 2
 
 
+def test_nir_export_command_dt_and_input_shape(tmp_path):
+    from leansnn.cli import main
+
+    ckpt = ls.save(ls.models.create("lif_cnn", T=2, width=2, decay=0.75), tmp_path / "m.lsnn")
+    out = tmp_path / "m.nir"
+    assert main(["export", str(ckpt), "--out", str(out), "--dt", "1e-3",
+                 "--input-shape", "1", "28", "28"]) == 0
+    g = nir.read(out)
+    taus = [n.tau for n in g.nodes.values() if isinstance(n, nir.LIF)]
+    assert len(taus) == 2 and all(np.allclose(t, 1e-3 / 0.25) for t in taus)
+    assert main(["export", str(ckpt), "--out", str(out), "--input-shape", "1", "0", "28"]) == 2
+
+
 def test_nir_export_command_errors_are_one_line(tmp_path, capsys):
     from leansnn.cli import main
 
