@@ -40,14 +40,36 @@ __all__ = ["energy", "OpCounter", "batch_inputs", "fanout_map", "is_binary"]
 _COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
+def _channel_amp(x: torch.Tensor, channel_dim: int) -> torch.Tensor:
+    """Largest value of each channel, shaped to broadcast against ``x``."""
+    dims = tuple(d for d in range(x.dim()) if d != channel_dim)
+    amp = x.amax(dim=dims, keepdim=True) if dims else x
+    return amp
+
+
 def is_binary(x: torch.Tensor, channel_dim: int) -> bool:
     """True if every non-zero value of ``x`` equals the largest value of its channel
-    (spikes of one amplitude per channel: 0/1, 0/θ or 0/θ_c) and none is negative."""
+    (spikes of one amplitude per channel: 0/1, 0/θ or 0/θ_c) and none is negative.
+    Needs one boolean temporary the size of ``x``."""
     if x.numel() == 0:
         return True
-    xc = x.detach().movedim(channel_dim, 0).reshape(x.shape[channel_dim], -1)
-    amp = xc.amax(1, keepdim=True)
-    return bool(((xc == 0) | (xc == amp)).all()) and bool((amp >= 0).all())
+    x = x.detach()
+    amp = _channel_amp(x, channel_dim)
+    if bool((amp < 0).any()):
+        return False
+    nonzero = torch.count_nonzero(x)
+    at_amp = torch.count_nonzero((x == amp) & (amp > 0))
+    return bool(nonzero == at_amp)
+
+
+def _spikes_per_position(x: torch.Tensor, channel_dim: int) -> torch.Tensor:
+    """Spike count per input element summed over the leading (batch) dim, for binary ``x``:
+    ``sum_b x / amplitude`` (no boolean copy of ``x``), float64."""
+    amp = _channel_amp(x, channel_dim).double()
+    lead = x.reshape(-1, *x.shape[channel_dim:]) if channel_dim > 0 else x.unsqueeze(0)
+    amp = amp.reshape(-1, *amp.shape[channel_dim:])[0]
+    tot = lead.sum(0, dtype=torch.float64)
+    return torch.where(amp > 0, tot / amp.clamp_min(1e-30), torch.zeros_like(tot)).round()
 
 
 @torch.enable_grad()
@@ -80,6 +102,8 @@ class _Counter:
         x = inputs[0].detach()
         m = self.module
         if isinstance(m, nn.Linear):
+            if x.dim() == 1:  # unbatched vector
+                x = x.unsqueeze(0)
             rows = x.numel() // m.in_features
             fan_in, per_row_out = m.in_features, m.out_features
             binary = is_binary(x, x.dim() - 1)
@@ -95,17 +119,19 @@ class _Counter:
             self.ann_macs = float(per_row_out * fan_in)
         if binary:
             self.spike_calls += 1
-            nz = x.ne(0)
-            self.input_spikes += float(nz.sum())
             self.input_elems += x.numel()
             if isinstance(m, nn.Linear):
-                self.sops += float(nz.sum()) * m.out_features
+                per_pos = _spikes_per_position(x, x.dim() - 1)  # [in_features]
+                n_spikes = float(per_pos.sum())
+                self.sops += n_spikes * m.out_features
             else:
                 key = tuple(x.shape[1:])
                 if key not in self._fanout:
                     self._fanout[key] = fanout_map(m, key).to(x.device)
-                per_pos = nz.sum(0, dtype=torch.float64)  # spikes per input element
+                per_pos = _spikes_per_position(x, 1)  # [C_in, *spatial] spikes per element
+                n_spikes = float(per_pos.sum())
                 self.sops += float((per_pos * self._fanout[key]).sum())
+            self.input_spikes += n_spikes
         else:
             self.analog_calls += 1
             self.macs += float(rows) * per_row_out * fan_in

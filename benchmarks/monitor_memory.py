@@ -1,0 +1,111 @@
+"""Peak memory of analysing Fashion-MNIST with a Monitor vs a plain evaluation (T = 16).
+
+Each configuration runs in a fresh Python process (so memory freed by one run cannot hide
+the peak of the next) over the Fashion-MNIST test set with the ``lif_cnn`` demo model at
+T = 16, batch size 256:
+
+* ``plain``: ``leansnn.train.evaluate`` (accuracy and mean firing rate only);
+* ``monitor``: the same forward passes inside ``leansnn.analysis.Monitor`` (all streaming
+  statistics, potential histograms);
+* ``analyze``: what ``leansnn analyze`` does, Monitor + operation/energy counter + capture of
+  one input, on the whole test set and on a 1,000-image subset (memory must not grow with
+  the number of images).
+
+Peak memory = rise of the process's peak resident set over the resident set before the run
+(``benchmarks/_common.peak_memory_mb``). Writes the ``monitor_memory`` section of
+BENCHMARKS.md.
+
+Run: ``nice -n 10 .venv/bin/python benchmarks/monitor_memory.py [--images N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_line, md_table, peak_memory_mb, write_section  # noqa: E402
+
+T, BATCH = 16, 256
+
+
+def _one(config: str, images: int | None) -> dict:
+    import torch
+
+    import leansnn as ls
+    from leansnn.analysis import Monitor
+    from leansnn.analysis.report import analyze
+    from leansnn.train import evaluate, iterate
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    test = ls.data.fashion_mnist("test").subset(images, 0)
+    model = ls.models.create("lif_cnn", T=T).eval()
+    out: dict = {}
+
+    def run():
+        t0 = time.perf_counter()
+        if config == "plain":
+            out["result"] = evaluate(model, test, batch_size=BATCH)["accuracy"]
+        elif config == "monitor":
+            with Monitor(model) as mon, torch.no_grad():
+                for x, _ in iterate(test, BATCH):
+                    model(x)
+            out["result"] = mon.summary()["nasfr"]
+        else:
+            out["result"] = analyze(model, test, batch_size=BATCH)["monitor"]["nasfr"]
+        out["seconds"] = time.perf_counter() - t0
+
+    out["peak_mb"] = peak_memory_mb(run, repeats=1)
+    out["images"] = len(test)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=None, help="test images (default: all)")
+    ap.add_argument("--child", nargs=2, metavar=("CONFIG", "IMAGES"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        cfg, n = args.child
+        print(json.dumps(_one(cfg, None if n == "all" else int(n))))
+        return
+    full = "all" if args.images is None else str(args.images)
+    runs = [("plain", full), ("monitor", full), ("analyze", full), ("analyze", "1000")]
+    rows, res = [], {}
+    for cfg, n in runs:
+        p = subprocess.run([sys.executable, __file__, "--child", cfg, n], check=True,
+                           capture_output=True, text=True)
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+        res[(cfg, n)] = r
+        print(f"{cfg:8s} {r['images']:6d} images: peak +{r['peak_mb']:.0f} MiB, "
+              f"{r['seconds']:.0f} s", flush=True)
+    base = res[("plain", full)]
+    for (cfg, _n), r in res.items():
+        rows.append([cfg, r["images"], f"{r['peak_mb']:.0f}",
+                     f"{r['peak_mb'] - base['peak_mb']:+.0f}", f"{r['seconds']:.0f}",
+                     f"{r['seconds'] / base['seconds']:.2f}"])
+    md = (
+        "## Monitor memory (Fashion-MNIST test set, lif_cnn, T = 16)\n\n"
+        f"{machine_line()}; batch {BATCH}; each row in a fresh process. Peak = rise of the "
+        "peak resident set over the resident set before the run.\n\n"
+        + md_table(["run", "images", "peak MiB", "vs plain MiB", "seconds", "time vs plain"],
+                   rows)
+        + "\n\n`plain` = `leansnn.train.evaluate`; `monitor` = the same passes inside "
+        "`leansnn.analysis.Monitor` (every statistic, potential histograms); `analyze` = "
+        "Monitor + energy counter + one captured input, as `leansnn analyze` runs it. The "
+        "monitor's accumulators are fixed-size (O(T·channels + neurons + T·bins) per layer), so "
+        "the peak does not grow with the number of images (compare the two `analyze` rows); "
+        "the extra over `plain` is the membrane-potential tensor the observed LIF layers "
+        "return and per-step temporaries of one batch.\n\n"
+        "Rerun: `nice -n 10 .venv/bin/python benchmarks/monitor_memory.py`"
+    )
+    write_section("monitor_memory", md)
+
+
+if __name__ == "__main__":
+    main()
