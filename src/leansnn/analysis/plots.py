@@ -73,7 +73,8 @@ def plot_layer_rates(runs: list[tuple[str, dict]], path: str | Path) -> Path:
     ax.set_ylabel("firing rate (spikes / neuron / step)")
     ax.set_title("Firing rate per spiking layer")
     ax.margins(y=0.15)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2 if L <= 4 else -0.35),
+              frameon=False, ncol=min(R, 2))
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 
