@@ -38,6 +38,7 @@ The module object is itself callable (``leansnn.convert(model, T)`` is :func:`co
 import sys as _sys
 import types as _types
 
+from . import calibrate as calibrate  # registers method "calibrated" (DA calibration)
 from .converter import (
     ActivationSite,
     ConversionContext,
