@@ -153,3 +153,16 @@ def test_converted_network_counts_spikes_of_the_simulation():
     kinds = [v["input"] for v in e["layers"].values()]
     assert kinds[0] == "analog" and kinds[1:] == ["spikes", "spikes"]
     assert e["sops"] > 0
+
+
+def test_event_counts_are_accumulates_with_multiplicity():
+    conv = nn.Conv2d(1, 2, 3, padding=1, bias=False)
+    x = torch.zeros(1, 1, 4, 4)
+    x[0, 0, 0, 0] = 2  # two events at a corner (fan-out 4 per output channel)
+    x[0, 0, 1, 1] = 3  # three events inside (fan-out 9)
+    e = energy(conv, _one(x))
+    assert e["layers"]["<model>"]["input"] == "events"
+    assert e["sops"] == 2 * (2 * 4 + 3 * 9) and e["macs"] == 0
+    x[0, 0, 2, 2] = 0.5  # not a count any more: analog, dense MACs
+    e = energy(conv, _one(x))
+    assert e["layers"]["<model>"]["input"] == "analog" and e["macs"] == 2 * 16 * 9

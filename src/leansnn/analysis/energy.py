@@ -11,6 +11,8 @@ For every convolution and linear layer, on every call:
   (fewer at the borders, with padding, stride and dilation). The fan-out map is computed once
   per layer and input size as the gradient of ``sum(conv(x; W = 1))`` with respect to
   ``x``, so it is exact for any padding mode, stride, dilation and group count.
+* input **event counts** (non-negative whole numbers, e.g. event-camera frames with several
+  events in one bin): as spikes, each event counted once: ``SOPs = sum_j x_j fanout(j)``.
 * input **analog** (the first layer of a directly encoded network, or any layer after a
   non-spiking operation such as average pooling of spikes): dense multiply-accumulates
   :math:`\mathrm{MACs} = (\text{output elements}) \cdot (\text{fan-in})`, fan-in =
@@ -35,7 +37,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["energy", "OpCounter", "batch_inputs", "fanout_map", "is_binary"]
+__all__ = ["energy", "OpCounter", "batch_inputs", "fanout_map", "is_binary", "is_event_counts"]
 
 _COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -62,9 +64,21 @@ def is_binary(x: torch.Tensor, channel_dim: int) -> bool:
     return bool(nonzero == at_amp)
 
 
-def _spikes_per_position(x: torch.Tensor, channel_dim: int) -> torch.Tensor:
-    """Spike count per input element summed over the leading (batch) dim, for binary ``x``:
-    ``sum_b x / amplitude`` (no boolean copy of ``x``), float64."""
+def is_event_counts(x: torch.Tensor) -> bool:
+    """True if ``x`` holds non-negative whole numbers (event counts per bin, e.g. event-camera
+    frames): each unit is one input event, i.e. one synaptic operation per target."""
+    x = x.detach()
+    return bool((x >= 0).all()) and bool((x == torch.round(x)).all())
+
+
+def _spikes_per_position(x: torch.Tensor, channel_dim: int, counts: bool = False
+                         ) -> torch.Tensor:
+    """Spike count per input element summed over the leading (batch) dim, float64: for
+    binary ``x`` ``sum_b x / amplitude`` (no boolean copy of ``x``), for event ``counts``
+    ``sum_b x``."""
+    if counts:
+        lead = x.reshape(-1, *x.shape[channel_dim:]) if channel_dim > 0 else x.unsqueeze(0)
+        return lead.sum(0, dtype=torch.float64)
     amp = _channel_amp(x, channel_dim).double()
     lead = x.reshape(-1, *x.shape[channel_dim:]) if channel_dim > 0 else x.unsqueeze(0)
     amp = amp.reshape(-1, *amp.shape[channel_dim:])[0]
@@ -93,7 +107,7 @@ class _Counter:
         self.sops = 0.0
         self.macs = 0.0
         self.ann_macs: float | None = None  # dense MACs of one sample, one pass
-        self.spike_calls = self.analog_calls = 0
+        self.spike_calls = self.analog_calls = self.event_calls = 0
         self.input_spikes = 0.0
         self.input_elems = 0.0
         self._fanout: dict[tuple, torch.Tensor] = {}
@@ -106,7 +120,7 @@ class _Counter:
                 x = x.unsqueeze(0)
             rows = x.numel() // m.in_features
             fan_in, per_row_out = m.in_features, m.out_features
-            binary = is_binary(x, x.dim() - 1)
+            cd = x.dim() - 1
         else:
             spatial = m.weight.dim() - 2
             if x.dim() == spatial + 1:  # unbatched conv input
@@ -114,21 +128,24 @@ class _Counter:
             rows = x.shape[0]
             fan_in = m.weight[0].numel()
             per_row_out = output.numel() // max(rows, 1)
-            binary = is_binary(x, 1)
+            cd = 1
         if self.ann_macs is None:
             self.ann_macs = float(per_row_out * fan_in)
-        if binary:
+        binary = is_binary(x, cd)
+        events = not binary and is_event_counts(x)
+        if binary or events:
             self.spike_calls += 1
+            self.event_calls += int(events)
             self.input_elems += x.numel()
             if isinstance(m, nn.Linear):
-                per_pos = _spikes_per_position(x, x.dim() - 1)  # [in_features]
+                per_pos = _spikes_per_position(x, cd, events)  # [in_features]
                 n_spikes = float(per_pos.sum())
                 self.sops += n_spikes * m.out_features
             else:
                 key = tuple(x.shape[1:])
                 if key not in self._fanout:
                     self._fanout[key] = fanout_map(m, key).to(x.device)
-                per_pos = _spikes_per_position(x, 1)  # [C_in, *spatial] spikes per element
+                per_pos = _spikes_per_position(x, 1, events)  # [C_in, *spatial] per element
                 n_spikes = float(per_pos.sum())
                 self.sops += float((per_pos * self._fanout[key]).sum())
             self.input_spikes += n_spikes
@@ -140,7 +157,7 @@ class _Counter:
         if self.spike_calls and self.analog_calls:
             kind = "mixed"
         elif self.spike_calls:
-            kind = "spikes"
+            kind = "events" if self.event_calls == self.spike_calls else "spikes"
         elif self.analog_calls:
             kind = "analog"
         else:
