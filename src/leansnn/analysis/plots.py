@@ -115,6 +115,8 @@ def plot_potential_hist(runs: list[tuple[str, dict]], path: str | Path) -> Path:
     for k, title in enumerate(labels):
         ax = axes[k // cols][k % cols]
         drawn: list[float] = []
+        ths = {_max_threshold(list(st["layers"].values())[k].get("threshold"))
+               for _, st in runs if k < len(st["layers"])}
         for r, (label, st) in enumerate(runs):
             lay = list(st["layers"].values())
             if k >= len(lay) or not lay[k].get("potential"):
@@ -134,8 +136,8 @@ def plot_potential_hist(runs: list[tuple[str, dict]], path: str | Path) -> Path:
                 th = max(th)
             if th is not None and all(abs(th - d) > 1e-9 for d in drawn):
                 drawn.append(th)
-                color = "k" if len(runs) == 1 else _COLORS[r % 4]
-                who = "" if len(runs) == 1 else f" ({label})"
+                color = "k" if len(ths) == 1 else _COLORS[r % 4]
+                who = "" if len(ths) == 1 else f" ({label})"
                 ax.axvline(th, color=color, ls="--", lw=1.2, label=f"threshold θ{who} = {th:g}")
                 a = p.get("window")
                 if a:
@@ -153,6 +155,10 @@ def plot_potential_hist(runs: list[tuple[str, dict]], path: str | Path) -> Path:
                  "window |u − θ| < a)", y=1.0)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _max_threshold(th):
+    return max(th) if isinstance(th, list) else th
 
 
 def plot_potential_steps(label: str, summary: dict, path: str | Path) -> Path:
