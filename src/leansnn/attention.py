@@ -22,6 +22,12 @@ sigmoid-relaxed mask ``sigmoid((M - m_k) / (temperature * std(M)))`` in the back
 where ``m_k`` is the midpoint between the k-th and (k+1)-th largest value), and a batch of one
 works.
 
+Two implementations give the same values and gradients (tested in float64): ``"reference"``
+(plain autograd, the steps above written out) and ``"fused"`` (default; one autograd function
+with a hand-written backward, about 5x faster forward+backward on one CPU thread and keeping
+one saved tensor instead of several). Where a group maximum is tied, the fused path sends
+the gradient to one of the tied entries, the reference path splits it among them.
+
 Parameters per module: ``2 * 18`` (two 3x3 convs, 2 -> 1 channels) ``+ 2`` (alpha, beta)
 ``+ T**2`` for ``reduction == 1``, or ``+ 2 * T * (T // reduction)`` for ``reduction > 1``.
 """
