@@ -88,9 +88,10 @@ class ParallelIF(SpikingNeuron):
     def _amp(self) -> torch.Tensor:
         return self.threshold if self.amplitude is None else self.amplitude
 
-    def rate_output(self, n: torch.Tensor) -> torch.Tensor:
-        """Time-mean output ``n / T * amplitude`` ``[B, ...]``."""
-        return n * (self._amp() / self.T)
+    def rate_output(self, n: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """Time-mean output ``n * (amplitude / T)`` ``[B, ...]`` (``inplace`` reuses ``n``)."""
+        scale = self._amp() / self.T
+        return n.mul_(scale) if inplace else n * scale
 
     def spike_train(self, n: torch.Tensor) -> torch.Tensor:
         """Spike train in {0, 1} ``[T, B, ...]`` with the first ``n`` steps firing."""
@@ -104,6 +105,10 @@ class ParallelIF(SpikingNeuron):
         k = torch.arange(self.T, device=mean.device, dtype=mean.dtype)
         k = k.view(-1, *([1] * mean.dim()))
         return (mean * self.T + psi).unsqueeze(0) - k * th
+
+    def _scale(self, s: torch.Tensor) -> torch.Tensor:
+        """Spikes {0, 1} -> {0, amplitude}; in place unless observers may hold ``s``."""
+        return s * self._amp() if self._observers else s.mul_(self._amp())
 
     def _notify_from(self, n: torch.Tensor, mean: torch.Tensor) -> None:
         self._notify(self.spike_train(n), self.potential(mean))
@@ -122,23 +127,21 @@ class ParallelIF(SpikingNeuron):
                     raise ValueError(f"ParallelIF built for T={T} got a window of "
                                      f"{x.shape[0]} steps; build it with T={x.shape[0]}")
             mean = x.mean(0)
-            n = self.counts(mean)
-            s = self.spike_train(n)
+            s = self.spike_train(self.counts(mean))
             if self._observers:
                 self._notify(s, self.potential(mean))
-            out = s * self._amp()
+            out = self._scale(s)
             return out.reshape(-1, *out.shape[2:]) if mode == "folded" else out
         if mode in ("mean", "mean_silent"):
             n = self.counts(x)
             if self._observers and mode == "mean":
                 self._notify_from(n, x)
-            return self.rate_output(n)
+            return self.rate_output(n, inplace=True)  # fresh tensor: no extra allocation
         if mode == "spikes":
-            n = self.counts(x)
-            s = self.spike_train(n)
+            s = self.spike_train(self.counts(x))
             if self._observers:
                 self._notify(s, self.potential(x))
-            out = s * self._amp()
+            out = self._scale(s)
             return out.reshape(-1, *out.shape[2:])
         raise ValueError(f"unknown mode {mode!r}; choose from {_MODES}")
 
