@@ -154,7 +154,10 @@ def train(args: argparse.Namespace) -> dict:
         if args.dropout is not None:
             model_kw["dropout"] = args.dropout
         torch.manual_seed(args.seed)
-        net = ls.models.create(args.model, **model_kw)
+        try:
+            net = ls.models.create(args.model, **model_kw)
+        except TypeError as e:  # an option this model does not take
+            raise ValueError(f"model {args.model!r} does not accept these options: {e}") from None
         model = D.wrap(net, info)
         if info.distributed:
             train_set = D.ShardedData(train_set, info.rank, info.world_size)
