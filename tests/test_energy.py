@@ -133,8 +133,9 @@ def test_lif_cnn_and_bad_arguments():
     assert e["inputs"] == 6
     assert e["layers"]["0.layer.0"]["input"] == "analog"
     assert e["layers"]["2.layer.0"]["input"] == "spikes"
-    # the linear layer reads average-pooled spikes: analog, dense MACs
-    assert e["layers"]["4.layer.2"]["input"] in ("analog", "mixed", "spikes")
+    # the linear layer reads average-pooled spikes: accumulates per pooled spike
+    assert e["layers"]["4.layer.2"]["input"] in ("pooled", "spikes", "pooled+spikes")
+    assert e["layers"]["4.layer.2"]["macs"] == 0
     with pytest.raises(ValueError, match="e_ac"):
         energy(model, data, e_ac=-1)
     with pytest.raises(ValueError, match="no Conv"):
@@ -163,6 +164,25 @@ def test_event_counts_are_accumulates_with_multiplicity():
     e = energy(conv, _one(x))
     assert e["layers"]["<model>"]["input"] == "events"
     assert e["sops"] == 2 * (2 * 4 + 3 * 9) and e["macs"] == 0
-    x[0, 0, 2, 2] = 0.5  # not a count any more: analog, dense MACs
+    x[0, 0, 2, 2] = 0.37  # no common unit any more: analog, dense MACs
     e = energy(conv, _one(x))
     assert e["layers"]["<model>"]["input"] == "analog" and e["macs"] == 2 * 16 * 9
+
+
+def test_average_pooled_spikes_count_one_accumulate_per_spike():
+    torch.manual_seed(0)
+    s = (torch.rand(3, 2, 4, 4) < 0.4).float()  # spikes [B, C, H, W]
+    s[0, 0, 0, 0] = 1.0  # at least one window with a single spike (unit 1/4)
+    s[0, 0, :2, 1] = 0.0
+    s[0, 0, 1, 0] = 0.0
+    net = nn.Sequential(nn.AvgPool2d(2), nn.Flatten(), nn.Linear(2 * 2 * 2, 5))
+    e = energy(net, [(s, torch.zeros(3))])
+    lay = e["layers"]["2"]
+    assert lay["input"] == "pooled"
+    assert lay["sops"] * 3 == float(s.sum()) * 5  # every spike reaches 5 outputs once
+    # amplitude-theta spikes pooled per channel, and analog values stay MACs
+    e = energy(net, [(s * 0.7, torch.zeros(3))])
+    assert e["layers"]["2"]["input"] == "pooled" and e["layers"]["2"]["sops"] * 3 == float(
+        s.sum()) * 5
+    x = torch.rand(3, 2, 4, 4)
+    assert energy(net, [(x, torch.zeros(3))])["layers"]["2"]["input"] == "analog"

@@ -13,8 +13,12 @@ For every convolution and linear layer, on every call:
   ``x``, so it is exact for any padding mode, stride, dilation and group count.
 * input **event counts** (non-negative whole numbers, e.g. event-camera frames with several
   events in one bin): as spikes, each event counted once: ``SOPs = sum_j x_j fanout(j)``.
-* input **analog** (the first layer of a directly encoded network, or any layer after a
-  non-spiking operation such as average pooling of spikes): dense multiply-accumulates
+* input **pooled spikes** (e.g. average-pooled spikes: integer multiples, up to 64, of a
+  per-channel unit): the pooling folds into the layer's weights, so every spike in the
+  pooling window costs one accumulate per target: ``SOPs = sum_j (x_j / unit) fanout(j)``
+  (see :func:`spike_units`).
+* input **analog** (the first layer of a directly encoded network, or any layer whose input
+  is not made of spikes): dense multiply-accumulates
   :math:`\mathrm{MACs} = (\text{output elements}) \cdot (\text{fan-in})`, fan-in =
   ``C_in/groups · kernel size`` or ``in_features`` (padding taps included, the usual
   convention).
@@ -37,7 +41,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["energy", "OpCounter", "batch_inputs", "fanout_map", "is_binary", "is_event_counts"]
+__all__ = [
+    "energy", "OpCounter", "batch_inputs", "fanout_map", "is_binary", "is_event_counts",
+    "spike_units",
+]
 
 _COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -71,19 +78,54 @@ def is_event_counts(x: torch.Tensor) -> bool:
     return bool((x >= 0).all()) and bool((x == torch.round(x)).all())
 
 
-def _spikes_per_position(x: torch.Tensor, channel_dim: int, counts: bool = False
+MAX_MULTIPLICITY = 64
+
+
+def spike_units(x: torch.Tensor, channel_dim: int) -> tuple[str, torch.Tensor | None]:
+    """Classify a layer input; return ``(kind, unit)`` with ``unit`` the value of one spike
+    per channel (broadcastable against ``x``), or ``None`` for analog input.
+
+    * ``"spikes"``: binary per channel (:func:`is_binary`), unit = the channel's amplitude;
+    * ``"events"``: non-negative whole numbers (event counts), unit = 1;
+    * ``"pooled"``: non-negative integer multiples, at most ``MAX_MULTIPLICITY`` = 64, of the
+      channel's smallest positive value, e.g. average-pooled spikes (0, 1/4, ..., 1 after
+      2x2 pooling): unit = that smallest value, so ``x / unit`` counts the spikes in the
+      pooling window. Pooling folds into the next layer's weights, so each of those spikes
+      costs one accumulate per target;
+    * ``"analog"``: anything else (images, currents): dense MACs.
+    """
+    x = x.detach()
+    if is_binary(x, channel_dim):
+        return "spikes", _channel_amp(x, channel_dim)
+    if bool((x < 0).any()):
+        return "analog", None
+    if bool((x == torch.round(x)).all()):
+        return "events", torch.ones((), dtype=x.dtype, device=x.device)
+    pos = torch.where(x > 0, x, torch.full((), math.inf, dtype=x.dtype, device=x.device))
+    dims = tuple(d for d in range(x.dim()) if d != channel_dim)
+    # one unit for the whole tensor (a window somewhere holding a single spike), else one
+    # per channel (per-channel amplitudes)
+    for unit in (pos.amin(), pos.amin(dim=dims, keepdim=True) if dims else None):
+        if unit is None:
+            continue
+        unit = torch.where(torch.isfinite(unit), unit, torch.ones_like(unit))
+        q = x / unit
+        if (float(q.amax()) <= MAX_MULTIPLICITY + 0.5
+                and float((q - q.round()).abs().amax()) <= 1e-3):
+            return "pooled", unit
+    return "analog", None
+
+
+def _spikes_per_position(x: torch.Tensor, channel_dim: int, unit: torch.Tensor
                          ) -> torch.Tensor:
-    """Spike count per input element summed over the leading (batch) dim, float64: for
-    binary ``x`` ``sum_b x / amplitude`` (no boolean copy of ``x``), for event ``counts``
-    ``sum_b x``."""
-    if counts:
-        lead = x.reshape(-1, *x.shape[channel_dim:]) if channel_dim > 0 else x.unsqueeze(0)
-        return lead.sum(0, dtype=torch.float64)
-    amp = _channel_amp(x, channel_dim).double()
+    """Spikes per input element summed over the leading (batch) dims, float64:
+    ``round(sum_b x / unit)`` (no boolean copy of ``x``)."""
     lead = x.reshape(-1, *x.shape[channel_dim:]) if channel_dim > 0 else x.unsqueeze(0)
-    amp = amp.reshape(-1, *amp.shape[channel_dim:])[0]
     tot = lead.sum(0, dtype=torch.float64)
-    return torch.where(amp > 0, tot / amp.clamp_min(1e-30), torch.zeros_like(tot)).round()
+    unit = unit.double()
+    if unit.dim() > 0:
+        unit = unit.reshape(-1, *unit.shape[channel_dim:])[0]
+    return torch.where(unit > 0, tot / unit.clamp_min(1e-30), torch.zeros_like(tot)).round()
 
 
 @torch.enable_grad()
@@ -107,7 +149,8 @@ class _Counter:
         self.sops = 0.0
         self.macs = 0.0
         self.ann_macs: float | None = None  # dense MACs of one sample, one pass
-        self.spike_calls = self.analog_calls = self.event_calls = 0
+        self.spike_calls = self.analog_calls = 0
+        self.kinds: set[str] = set()
         self.input_spikes = 0.0
         self.input_elems = 0.0
         self._fanout: dict[tuple, torch.Tensor] = {}
@@ -131,21 +174,20 @@ class _Counter:
             cd = 1
         if self.ann_macs is None:
             self.ann_macs = float(per_row_out * fan_in)
-        binary = is_binary(x, cd)
-        events = not binary and is_event_counts(x)
-        if binary or events:
+        kind, unit = spike_units(x, cd)
+        if unit is not None:
             self.spike_calls += 1
-            self.event_calls += int(events)
+            self.kinds.add(kind)
             self.input_elems += x.numel()
             if isinstance(m, nn.Linear):
-                per_pos = _spikes_per_position(x, cd, events)  # [in_features]
+                per_pos = _spikes_per_position(x, cd, unit)  # [in_features]
                 n_spikes = float(per_pos.sum())
                 self.sops += n_spikes * m.out_features
             else:
                 key = tuple(x.shape[1:])
                 if key not in self._fanout:
                     self._fanout[key] = fanout_map(m, key).to(x.device)
-                per_pos = _spikes_per_position(x, 1, events)  # [C_in, *spatial] per element
+                per_pos = _spikes_per_position(x, 1, unit)  # [C_in, *spatial] per element
                 n_spikes = float(per_pos.sum())
                 self.sops += float((per_pos * self._fanout[key]).sum())
             self.input_spikes += n_spikes
@@ -157,7 +199,7 @@ class _Counter:
         if self.spike_calls and self.analog_calls:
             kind = "mixed"
         elif self.spike_calls:
-            kind = "events" if self.event_calls == self.spike_calls else "spikes"
+            kind = "+".join(sorted(self.kinds))
         elif self.analog_calls:
             kind = "analog"
         else:

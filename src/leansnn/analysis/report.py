@@ -137,9 +137,10 @@ def _blocks(results: list[dict], figs: dict[str, Path], title: str, data_desc: s
                    f"Energy = E_MAC·MACs + E_AC·SOPs with E_MAC = {results[0]['energy']['e_mac']} "
                    f"pJ, E_AC = {results[0]['energy']['e_ac']} pJ; SOPs are counted from the "
                    "spikes that actually reach each conv/linear layer times that input's exact "
-                   "fan-out; layers fed with analog values (the first layer, or after average "
-                   "pooling of spikes) count dense MACs. The ANN column is the same architecture "
-                   "run once per input with dense MACs."))
+                   "fan-out (average-pooled spikes: each spike in the window once; event "
+                   "counts: each event once); layers fed with analog values (the first layer of "
+                   "a directly encoded network) count dense MACs. The ANN column is the same "
+                   "architecture run once per input with dense MACs."))
     B.append(("h2", "Firing rates"))
     B.append(("img", figs["layer_rates"], "Firing rate per spiking layer."))
     B.append(("img", figs["step_rates"], "Firing rate per time step."))

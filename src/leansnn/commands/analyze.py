@@ -29,6 +29,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="analyse a random subset of N test images (default: all 10,000)")
     p.add_argument("--json", action="store_true", help="print all metrics as JSON to stdout")
     p.add_argument("--labels", nargs="+", default=None, help="names of the models in the report")
+    p.add_argument("--convert", nargs="+", default=None, metavar="METHOD",
+                   help="the checkpoints are ANNs: convert them first with this method "
+                        "(parallel, serial, ...; one for all or one per checkpoint), e.g. "
+                        "`analyze ann.lsnn ann.lsnn --convert serial parallel --T 8`")
+    p.add_argument("--T", type=int, default=None, help="time steps for --convert")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--root", default=None, help="folder with the Fashion-MNIST idx files")
     p.add_argument("--noise-hz", type=float, default=None,
@@ -56,6 +61,19 @@ def _find(cfg: Any, key: str) -> Any:
             if found is not None:
                 return found
     return None
+
+
+def _methods(args: argparse.Namespace, n: int) -> list[str] | None:
+    if args.convert is None:
+        if args.T is not None:
+            raise ValueError("--T is only used with --convert")
+        return None
+    if args.T is None or args.T < 1:
+        raise ValueError("--convert needs --T N (time steps, N >= 1)")
+    if len(args.convert) not in (1, n):
+        raise ValueError(f"--convert takes one method or one per checkpoint ({n}), got "
+                         f"{len(args.convert)}")
+    return list(args.convert) * n if len(args.convert) == 1 else list(args.convert)
 
 
 def _labels(paths: list[Path], given: list[str] | None) -> list[str]:
@@ -123,8 +141,15 @@ def run(args: argparse.Namespace) -> int:
     labels = _labels(paths, args.labels)
     log = sys.stderr if args.json else sys.stdout
     results, descs = [], []
-    for path, label in zip(paths, labels):
+    methods = _methods(args, len(paths))
+    if args.labels is None and methods:
+        conv = [f"{p.stem} ({m}, T={args.T})" for p, m in zip(paths, methods)]
+        if len(set(conv)) == len(conv):
+            labels = conv
+    for i, (path, label) in enumerate(zip(paths, labels)):
         model = ls.load(path)
+        if methods:
+            model = ls.convert(model, T=args.T, method=methods[i])
         data, desc = _data(args, model, label)
         print(f"analyze: {label} ({path}) on {desc}", file=log, flush=True)
         try:
