@@ -11,7 +11,7 @@ from torch import nn
 
 import leansnn as ls
 from leansnn.analysis import Monitor, energy
-from leansnn.analysis.report import analyze, write_report
+from leansnn.analysis.report import analyze, write_metrics
 from leansnn.cli import main
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -66,6 +66,7 @@ def test_analyze_two_checkpoints_writes_report_and_json(checkpoints, tmp_path, c
     assert html.count("data:image/png;base64,") == len(figs)
     assert "src='figures" not in html and "http" not in html
     assert json.loads((out / "metrics.json").read_text())[0]["label"] == "base"
+    assert ((out / "report.md").stat().st_mode & 0o777) == 0o644
 
 
 @needs_data
@@ -79,15 +80,21 @@ def test_analyze_errors(checkpoints, tmp_path, capsys):
                  str(tmp_path)]) == 2
 
 
-def test_write_report_one_model_from_tensors(tmp_path):
+def test_analyze_from_tensors_matches_monitor_and_energy(tmp_path):
     torch.manual_seed(0)
-    model = ls.models.create("lif_cnn", T=2, width=4)
+    model = ls.models.create("lif_cnn", T=2, width=4).eval()
     x = torch.rand(6, 1, 28, 28)
-    res = analyze(model, [(x, torch.zeros(6, dtype=torch.long))], "tiny", capture=2)
+    y = torch.zeros(6, dtype=torch.long)
+    res = analyze(model, [(x[:4], y[:4]), (x[4:], y[4:])], "tiny", capture=2)
     assert res["captured"]["1"].shape == (2, 2, 4, 28, 28)
-    paths = write_report([res], tmp_path)
-    assert paths["report_html"].exists() and paths["report_md"].exists()
-    assert (paths["report_md"].stat().st_mode & 0o777) == 0o644
+    assert res["inputs"] == 6
+    with Monitor(model) as mon, torch.no_grad():
+        model(x)
+    assert res["monitor"]["nasfr"] == pytest.approx(mon.summary()["nasfr"])
+    assert res["energy"]["sops"] == pytest.approx(energy(model, [(x, y)])["sops"])
+    p = write_metrics([res], tmp_path)
+    assert json.loads(p.read_text())["label"] == "tiny"
+    assert (p.stat().st_mode & 0o777) == 0o644
 
 
 def test_lif_snn_a_with_asa():
@@ -130,3 +137,21 @@ def test_converted_networks(method):
         assert 0.0 <= lay["rate"] <= 1.0
         assert lay["potential"] is not None
     assert y.shape == (4, 5, 3)
+
+
+@needs_data
+def test_analyze_converts_an_ann_checkpoint(tmp_path, capsys):
+    torch.manual_seed(0)
+    ann = ls.models.create("small_cnn", num_classes=10, in_channels=1,
+                           activation=ls.QCFS(levels=2, threshold=1.0))
+    ck = ls.save(ann, tmp_path / "ann.lsnn")
+    code = main(["analyze", str(ck), str(ck), "--convert", "serial", "parallel", "--T", "2",
+                 "--out", str(tmp_path / "rep"), "--max-images", "8", "--json", "--no-report"])
+    assert code == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert [s["label"] for s in stats] == ["ann (serial, T=2)", "ann (parallel, T=2)"]
+    kinds = {s["monitor"]["layers"][n]["type"] for s in stats for n in s["monitor"]["layers"]}
+    assert kinds == {"SerialIF", "ParallelIF"}
+    assert [p.name for p in (tmp_path / "rep").iterdir()] == ["metrics.json"]
+    assert main(["analyze", str(ck), "--out", str(tmp_path), "--convert", "parallel"]) == 2
+    assert "--T" in capsys.readouterr().err

@@ -41,6 +41,18 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
+def _log_y(ax, bottom: float = 1e-6) -> None:
+    """Log y axis with plain tick labels (1e-06 ... 1; mathtext labels are slow to lay out)."""
+    from matplotlib import ticker
+
+    ax.set_yscale("log")
+    ax.set_ylim(bottom, 1.0)
+    ax.yaxis.set_major_locator(ticker.LogLocator(base=10, numticks=8))
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.0e}" if v < 0.01
+                                                      else f"{v:g}"))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+
+
 def _layer_labels(runs: list[tuple[str, dict]]) -> list[str]:
     """Tick labels: the layer names if every model names its k-th layer alike."""
     names = [list(s["layers"]) for _, s in runs]
@@ -142,8 +154,7 @@ def plot_potential_hist(runs: list[tuple[str, dict]], path: str | Path) -> Path:
                 a = p.get("window")
                 if a:
                     ax.axvspan(th - a, th + a, color="orange", alpha=0.12)
-        ax.set_yscale("log")
-        ax.set_ylim(1e-6, 1.0)
+        _log_y(ax)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("membrane potential u (input-current units)")
         ax.set_ylabel("share of values per bin")
@@ -187,8 +198,7 @@ def plot_potential_steps(label: str, summary: dict, path: str | Path) -> Path:
             th = max(th)
         if th is not None:
             ax.axvline(th, color="k", ls="--", lw=1)
-        ax.set_yscale("log")
-        ax.set_ylim(bottom=1e-6)
+        _log_y(ax)
         ax.set_title(f"layer {k + 1} [{name}]", fontsize=9)
         ax.set_xlabel("membrane potential u")
         ax.set_ylabel("share of values per bin")

@@ -25,7 +25,7 @@ from ..checkpoint import atomic_write
 from .energy import OpCounter, batch_inputs
 from .monitor import Monitor, MonitorConfig
 
-__all__ = ["analyze", "write_report", "to_json"]
+__all__ = ["analyze", "write_report", "write_metrics", "to_json"]
 
 
 @torch.no_grad()
@@ -250,6 +250,11 @@ def _write_text(path: Path, text: str) -> Path:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     path.chmod(0o644)
     return path
+
+
+def write_metrics(results: list[dict], out_dir: str | Path) -> Path:
+    """Write only ``out_dir/metrics.json`` (all metrics of :func:`analyze` results)."""
+    return _write_text(Path(out_dir) / "metrics.json", to_json(results))
 
 
 def write_report(results: list[dict], out_dir: str | Path, title: str = "leansnn analysis",

@@ -34,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(parallel, serial, ...; one for all or one per checkpoint), e.g. "
                         "`analyze ann.lsnn ann.lsnn --convert serial parallel --T 8`")
     p.add_argument("--T", type=int, default=None, help="time steps for --convert")
+    p.add_argument("--no-report", action="store_true",
+                   help="skip the figures and report files; write only DIR/metrics.json")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--root", default=None, help="folder with the Fashion-MNIST idx files")
     p.add_argument("--noise-hz", type=float, default=None,
@@ -167,9 +169,14 @@ def run(args: argparse.Namespace) -> int:
               f"{res['energy']['ann_energy_pj'] / 1e6:.4g} µJ)", file=log, flush=True)
     title = "leansnn analysis: " + " vs ".join(labels)
     desc = "; ".join(dict.fromkeys(descs)) + "."
-    paths_out = write_report(results, args.out, title=title, data_desc=desc)
-    print(f"report: {paths_out['report_md']} and {paths_out['report_html']} "
-          f"(figures in {Path(args.out) / 'figures'})", file=log)
+    if args.no_report:
+        from leansnn.analysis.report import write_metrics
+
+        print(f"metrics: {write_metrics(results, args.out)}", file=log)
+    else:
+        paths_out = write_report(results, args.out, title=title, data_desc=desc)
+        print(f"report: {paths_out['report_md']} and {paths_out['report_html']} "
+              f"(figures in {Path(args.out) / 'figures'})", file=log)
     if args.json:
         print(to_json(results))
     return 0
