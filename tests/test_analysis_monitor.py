@@ -275,3 +275,27 @@ def test_potential_sample_estimates_match_exact():
     hs = np.array(s["potential"]["hist"]) / s["potential"]["sampled_values"]
     # coarse (9-bin) histograms of the sample and of all values agree in L1 distance
     assert np.abs(he.reshape(9, 10).sum(1) - hs.reshape(9, 10).sum(1)).sum() < 0.08
+
+
+def test_channelwise_parallel_neuron_thresholds():
+    from leansnn.convert import ParallelIF
+
+    torch.manual_seed(0)
+    th = torch.tensor([0.5, 1.0, 2.0]).view(3, 1, 1)
+    net = _Seq(ParallelIF(4, th))
+    x = torch.rand(4, 50, 3, 5, 5) * 3
+    got = {}
+    net.neuron.add_observer(lambda m, s, u: got.update(s=s, u=u))
+    with Monitor(net, potential_sample=None) as exact, torch.no_grad():
+        net(x)
+    with Monitor(net, potential_sample=1000) as sampled, torch.no_grad():
+        net(x)
+    u, s = got["u"], got["s"]
+    want_above = float((u >= th.view(1, 1, 3, 1, 1)).float().mean())
+    e = exact.summary()["layers"]["neuron"]
+    assert e["threshold"] == [0.5, 1.0, 2.0]
+    assert e["potential"]["frac_above_threshold"] == pytest.approx(want_above)
+    assert e["rate"] == pytest.approx(float((s != 0).float().mean()))
+    # a strided sample with per-channel thresholds estimates the same fraction
+    est = sampled.summary()["layers"]["neuron"]["potential"]["frac_above_threshold"]
+    assert est == pytest.approx(want_above, abs=0.012)  # a wrong channel map is off by 0.03
