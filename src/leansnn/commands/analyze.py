@@ -34,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(parallel, serial, ...; one for all or one per checkpoint), e.g. "
                         "`analyze ann.lsnn ann.lsnn --convert serial parallel --T 8`")
     p.add_argument("--T", type=int, default=None, help="time steps for --convert")
+    p.add_argument("--calib-images", type=int, default=2048, metavar="N",
+                   help="training images for --convert calibrated (default 2048)")
     p.add_argument("--no-report", action="store_true",
                    help="skip the figures and report files; write only DIR/metrics.json")
     p.add_argument("--batch-size", type=int, default=128)
@@ -151,7 +153,11 @@ def run(args: argparse.Namespace) -> int:
     for i, (path, label) in enumerate(zip(paths, labels)):
         model = ls.load(path)
         if methods:
-            model = ls.convert(model, T=args.T, method=methods[i])
+            opts = {}
+            if methods[i] == "calibrated":  # training-free conversion: calibrate on train data
+                opts = dict(calib_data=ls.data.fashion_mnist("train", root=args.root).subset(
+                    args.calib_images, 0), progress=not args.json)
+            model = ls.convert(model, T=args.T, method=methods[i], **opts)
         data, desc = _data(args, model, label)
         print(f"analyze: {label} ({path}) on {desc}", file=log, flush=True)
         try:
