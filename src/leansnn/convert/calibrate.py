@@ -96,6 +96,11 @@ class CalibrationConfig:
     calibrate: fit ``psi``/``phi`` (``False``: recorded thresholds only, ``psi = phi = 0``).
     min_spikes: a channel whose DA output fires fewer spikes than this on the calibration
         set keeps ``phi = 0`` (its mean is too poorly estimated to rescale).
+    search: per ReLU channel, shrink the recorded threshold to ``alpha * theta_c`` with the
+        ``alpha`` in ``{1, 0.95, ..., 0.25}`` that minimises the squared error between DA-QCFS
+        at ``T`` and the reference activation on the first ``search_images`` images (coarse
+        ``T`` wastes levels on rare large activations). The reference stays the activation
+        clipped at the recorded threshold.
     """
 
     mode: str = "sequential"
@@ -104,6 +109,9 @@ class CalibrationConfig:
     batch_size: int = 128
     calibrate: bool = True
     min_spikes: float = 4.0
+    search: bool = False
+    search_images: int = 256
+    fit: str = "both"
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
@@ -117,6 +125,10 @@ class CalibrationConfig:
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or (
                 self.batch_size < 1):
             raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}")
+        if self.fit not in ("both", "psi", "phi"):
+            raise ValueError(f"fit must be 'both', 'psi' or 'phi', got {self.fit!r}")
+        if self.search_images < 1:
+            raise ValueError(f"search_images must be >= 1, got {self.search_images!r}")
         if self.min_spikes < 0:
             raise ValueError(f"min_spikes must be >= 0, got {self.min_spikes!r}")
 
@@ -441,6 +453,38 @@ def _site_thresholds_from(site: ActivationSite, a_chunks: list[torch.Tensor],
     return th.reshape(shape), dead.reshape(shape)
 
 
+_ALPHAS = tuple(1.0 - 0.05 * i for i in range(16))
+
+
+def _search_thresholds(zd: list[torch.Tensor], a_ref: list[torch.Tensor], th: torch.Tensor,
+                       psi: torch.Tensor, T: int, images: int) -> torch.Tensor:
+    """Per channel, ``alpha * th`` minimising ``E[(DA_T(z_d) - a_ref)^2]`` on ``images``."""
+    zs, rs, n = [], [], 0
+    for z, a in zip(zd, a_ref, strict=True):
+        zs.append(z)
+        rs.append(a)
+        n += z.shape[0]
+        if n >= images:
+            break
+    best_err, best = None, th
+    for alpha in _ALPHAS:
+        t = th * alpha
+        shift = t / 2 + T * psi
+        err = None
+        for z, a in zip(zs, rs, strict=True):
+            e = (_counts(z, t, shift, T) * (t / T) - a).square_().sum(
+                dim=_red_dims(z), dtype=torch.float64)
+            err = e if err is None else err + e
+        err = err.reshape(th.shape)
+        if best_err is None:
+            best_err, best = err, t
+        else:
+            better = err < best_err
+            best_err = torch.where(better, err, best_err)
+            best = torch.where(better, t, best)
+    return best
+
+
 def _fit_phi(a_ref_mean: torch.Tensor, n_sum: torch.Tensor, count: int, th: torch.Tensor,
              T: int, min_spikes: float) -> torch.Tensor:
     """Amplitude shift so that ``(theta + phi) E[n] / T == E[a_ref]`` per channel."""
@@ -489,14 +533,22 @@ def _calibrate_sequential(gm, sites, T, inputs, cfg, progress) -> dict[str, _Sit
         shape = th.shape
         if not cfg.calibrate:
             zeros = torch.zeros(shape, dtype=th.dtype)
+            if cfg.search and site.kind == "relu":
+                th = _search_thresholds(zd, a, th, zeros, T, cfg.search_images)
             params[site.name] = _SiteParams(th, zeros, zeros.clone(), dead)
             dq = DAQCFS(T, th)
             return a, [dq(z) for z in zd]
         psi = (_chan_mean(zr) - _chan_mean(zd)).to(th.dtype).reshape(shape)
+        if cfg.fit == "phi":
+            psi = torch.zeros_like(psi)
+        if cfg.search and site.kind == "relu":
+            th = _search_thresholds(zd, a, th, psi, T, cfg.search_images)
         shift = th / 2 + T * psi
         ns = [_counts(z, th, shift, T) for z in zd]
         n_sum, count = _chan_sum(ns)
         phi = _fit_phi(_chan_mean(a), n_sum, count, th, T, cfg.min_spikes).reshape(shape)
+        if cfg.fit == "psi":
+            phi = torch.zeros_like(phi)
         params[site.name] = _SiteParams(th, psi, phi, dead)
         dq = DAQCFS(T, th, psi, phi)
         amp_t = dq.amplitude / T
@@ -614,14 +666,17 @@ def _calibrated_method(ctx: ConversionContext, calib_data: Any = None,
                        calib_batches: int | None = None, calib_images: int | None = None,
                        percentile: float | None = None, mode: str = "sequential",
                        momentum: float = 0.99, batch_size: int = 128, calibrate: bool = True,
-                       progress: bool = True) -> dict[str, nn.Module]:
+                       search: bool = False, fit: str = "both", progress: bool = True
+                       ) -> dict[str, nn.Module]:
     """Channel-wise parallel neurons from recorded thresholds and DA calibration (module
     docstring). Options: ``calib_data`` (required), ``calib_batches`` / ``calib_images``
     (how much of it to read; default all), ``percentile`` (``None`` = channel max),
     ``mode`` (``"sequential"`` | ``"momentum"``), ``momentum``, ``batch_size``,
-    ``calibrate`` (``False``: thresholds only), ``progress``."""
+    ``calibrate`` (``False``: thresholds only), ``search`` (threshold scale search, see
+    :class:`CalibrationConfig`), ``progress``."""
     cfg = CalibrationConfig(mode=mode, percentile=percentile, momentum=momentum,
-                            batch_size=batch_size, calibrate=calibrate)
+                            batch_size=batch_size, calibrate=calibrate, search=search,
+                            fit=fit)
     inputs = collect_inputs(calib_data, ctx.input_dims, calib_batches, calib_images,
                             batch_size)
     _check_runs(ctx.model, inputs[0])
