@@ -68,6 +68,10 @@ def _one(config: str, images: int | None) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=None, help="test images (default: all)")
+    ap.add_argument("--only", nargs="+", choices=["plain", "monitor", "analyze"], default=None,
+                    help="rerun only these rows; the others come from --cache")
+    ap.add_argument("--cache", default="/tmp/leansnn_monitor_memory.json",
+                    help="JSON file keeping each row's last result")
     ap.add_argument("--child", nargs=2, metavar=("CONFIG", "IMAGES"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -76,12 +80,22 @@ def main() -> None:
         return
     full = "all" if args.images is None else str(args.images)
     runs = [("plain", full), ("monitor", full), ("analyze", full), ("analyze", "1000")]
+    cache = Path(args.cache)
+    old = json.loads(cache.read_text()) if cache.exists() else {}
     rows, res = [], {}
     for cfg, n in runs:
+        key = f"{cfg}/{n}"
+        if args.only is not None and cfg not in args.only:
+            if key not in old:
+                raise SystemExit(f"no cached result for {key}; run without --only first")
+            res[(cfg, n)] = r = old[key]
+            print(f"{cfg:8s} {r['images']:6d} images: (cached)", flush=True)
+            continue
         p = subprocess.run([sys.executable, __file__, "--child", cfg, n], check=True,
                            capture_output=True, text=True)
         r = json.loads(p.stdout.strip().splitlines()[-1])
-        res[(cfg, n)] = r
+        res[(cfg, n)] = old[key] = r
+        cache.write_text(json.dumps(old))
         print(f"{cfg:8s} {r['images']:6d} images: peak +{r['peak_mb']:.0f} MiB, "
               f"{r['seconds']:.0f} s", flush=True)
     base = res[("plain", full)]

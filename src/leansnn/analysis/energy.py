@@ -67,7 +67,8 @@ def is_binary(x: torch.Tensor, channel_dim: int) -> bool:
     if bool((amp < 0).any()):
         return False
     nonzero = torch.count_nonzero(x)
-    at_amp = torch.count_nonzero((x == amp) & (amp > 0))
+    amp_pos = torch.where(amp > 0, amp, torch.full_like(amp, math.nan))  # NaN never equal
+    at_amp = torch.count_nonzero(x == amp_pos)
     return bool(nonzero == at_amp)
 
 
@@ -121,7 +122,7 @@ def _spikes_per_position(x: torch.Tensor, channel_dim: int, unit: torch.Tensor
     """Spikes per input element summed over the leading (batch) dims, float64:
     ``round(sum_b x / unit)`` (no boolean copy of ``x``)."""
     lead = x.reshape(-1, *x.shape[channel_dim:]) if channel_dim > 0 else x.unsqueeze(0)
-    tot = lead.sum(0, dtype=torch.float64)
+    tot = lead.sum(0).double()  # float32 sums of spike values are exact to << one unit
     unit = unit.double()
     if unit.dim() > 0:
         unit = unit.reshape(-1, *unit.shape[channel_dim:])[0]
