@@ -108,7 +108,7 @@ def test_recorded_thresholds_feed_parallel_and_serial_methods():
     ser = ls.convert(net, T=4, method="serial", thresholds=th)
     assert par(x[:5]).shape == ser(x[:5]).shape == (4, 5, 3)
     cal = ls.convert(net, T=4, method="calibrated", calib_data=x, calibrate=False,
-                     progress=False)
+                     search=False, progress=False)
     torch.testing.assert_close(cal(x[:5]), par(x[:5]), rtol=1e-5, atol=1e-5)
 
 
@@ -201,14 +201,16 @@ def _mean_output_error(snn, net, x) -> float:
 def test_calibration_reduces_the_mean_error_at_low_T():
     net, x = make_net(), data(256)
     raw = ls.convert(net, T=2, method="calibrated", calib_data=x, calibrate=False,
+                     search=False, progress=False)
+    cal = ls.convert(net, T=2, method="calibrated", calib_data=x, search=False,
                      progress=False)
-    cal = ls.convert(net, T=2, method="calibrated", calib_data=x, progress=False)
     assert _mean_output_error(cal, net, x) < 0.5 * _mean_output_error(raw, net, x)
 
 
 def test_threshold_search_reduces_the_error_at_T1():
     net, x = make_net(), data(256)
-    plain = ls.convert(net, T=1, method="calibrated", calib_data=x, progress=False)
+    plain = ls.convert(net, T=1, method="calibrated", calib_data=x, search=False,
+                       progress=False)
     searched = ls.convert(net, T=1, method="calibrated", calib_data=x, search=True,
                           progress=False)
     with torch.no_grad():

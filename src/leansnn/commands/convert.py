@@ -11,7 +11,7 @@ import argparse
 NAME = "convert"
 HELP = "convert a trained ANN (.lsnn) to an SNN and report accuracy, time and firing rate per T"
 EXAMPLE = ("leansnn convert pretrained/small_cnn_qcfs4.lsnn --T 1 2 4 8 16 "
-           "--method parallel serial")
+           "--method parallel serial  # ReLU nets: --method calibrated --calib-images 1024")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,6 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="engine of parallel networks (default auto: the exact fast path)")
     p.add_argument("--test-images", type=int, default=None,
                    help="evaluate on a subset of the test set (default: all 10000)")
+    p.add_argument("--calib-images", type=int, default=1024, metavar="N",
+                   help="unlabeled training images for --method calibrated (default 1024)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--no-firing-rate", action="store_true",
                    help="skip the firing-rate pass (faster)")
@@ -46,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
     bad_t = [t for t in args.T if t < 1]
     if bad_t:
         raise ValueError(f"--T values must be >= 1, got {bad_t}")
+    if args.calib_images < 1:
+        raise ValueError(f"--calib-images must be >= 1, got {args.calib_images}")
     unknown = [m for m in args.method if m not in methods()]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; available: {methods()}")
@@ -61,9 +65,15 @@ def run(args: argparse.Namespace) -> int:
           f"images, {1e3 * ann_s:.3f} ms/image")
     print(f"{'method':<10} {'T':>4} {'accuracy':>9} {'vs ANN':>8} {'ms/image':>9} "
           f"{'x ANN':>6} {'firing rate':>11}")
+    calib = {}
+    if "calibrated" in args.method:  # training-free conversion: calibrate on training images
+        calib = dict(calib_data=ls.data.fashion_mnist("train", root=args.data).subset(
+            args.calib_images, 0), calib_images=args.calib_images)
     for method in args.method:
         for T in args.T:
-            snn = ls.convert(ann, T=T, method=method, engine=args.engine).to(args.device)
+            opts = calib if method == "calibrated" else {}
+            snn = ls.convert(ann, T=T, method=method, engine=args.engine, **opts).to(
+                args.device)
             r = evaluate_snn(snn, test, batch_size=args.batch_size, device=args.device,
                              progress=True, firing_rate=not args.no_firing_rate,
                              desc=f"{method} T={T}")

@@ -39,6 +39,8 @@ without any training:
 Use::
 
     snn = ls.convert(ann, T=4, method="calibrated", calib_data=train_set, calib_images=1024)
+    # options: percentile=99.99, search=False (keep the recorded thresholds), mode="momentum",
+    # calibrate=False (recorded thresholds only)
     calibration_summary(snn)     # per layer: channels, mean theta, mean |psi|, mean |phi|
 
 Also :func:`record_thresholds` (per-channel thresholds for ``method="parallel"`` /
@@ -666,14 +668,16 @@ def _calibrated_method(ctx: ConversionContext, calib_data: Any = None,
                        calib_batches: int | None = None, calib_images: int | None = None,
                        percentile: float | None = None, mode: str = "sequential",
                        momentum: float = 0.99, batch_size: int = 128, calibrate: bool = True,
-                       search: bool = False, fit: str = "both", progress: bool = True
+                       search: bool = True, fit: str = "both", progress: bool = True
                        ) -> dict[str, nn.Module]:
     """Channel-wise parallel neurons from recorded thresholds and DA calibration (module
     docstring). Options: ``calib_data`` (required), ``calib_batches`` / ``calib_images``
     (how much of it to read; default all), ``percentile`` (``None`` = channel max),
     ``mode`` (``"sequential"`` | ``"momentum"``), ``momentum``, ``batch_size``,
-    ``calibrate`` (``False``: thresholds only), ``search`` (threshold scale search, see
-    :class:`CalibrationConfig`), ``progress``."""
+    ``calibrate`` (``False``: thresholds only), ``search`` (threshold scale search, on by
+    default: it is what makes T <= 4 work, see :class:`CalibrationConfig`), ``fit``
+    (``"both"``: psi and phi, as the paper; ``"psi"`` / ``"phi"``: one of them), ``progress``.
+    """
     cfg = CalibrationConfig(mode=mode, percentile=percentile, momentum=momentum,
                             batch_size=batch_size, calibrate=calibrate, search=search,
                             fit=fit)
