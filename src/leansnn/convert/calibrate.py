@@ -600,16 +600,25 @@ def _calibrate_momentum(gm, sites, T, inputs, cfg, progress) -> dict[str, _SiteP
         if site.kind == "relu":
             a = [x.clamp(max=th) for x in a]
         p = params.get(site.name)
-        if p is None:
+        first = p is None
+        if first:
             z0 = torch.zeros(shape, dtype=th.dtype)
             p = params[site.name] = _SiteParams(th, z0, z0.clone(), dead)
         if cfg.calibrate:
             psi_b = (_chan_mean(zr) - _chan_mean(zd)).to(th.dtype).reshape(shape)
+            if cfg.fit == "phi":
+                psi_b = torch.zeros_like(psi_b)
             p.psi = m * p.psi + (1 - m) * psi_b
+        if first and cfg.search and site.kind == "relu":  # scales fixed on the first batch
+            p.threshold = _search_thresholds(zd, a, th, p.psi, T, cfg.search_images)
+        th = p.threshold
+        if cfg.calibrate:
             shift = th / 2 + T * p.psi
             ns = [_counts(z, th, shift, T) for z in zd]
             n_sum, count = _chan_sum(ns)
             phi_b = _fit_phi(_chan_mean(a), n_sum, count, th, T, cfg.min_spikes)
+            if cfg.fit == "psi":
+                phi_b = torch.zeros_like(phi_b)
             p.phi = m * p.phi + (1 - m) * phi_b.reshape(shape)
         dq = DAQCFS(T, th, p.psi, p.phi)
         return a, [dq(z) for z in zd]
