@@ -151,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--note", default="", help="text added to the BENCHMARKS.md section")
     a = p.parse_args(argv)
     Path(a.out).mkdir(parents=True, exist_ok=True)
+    import torch
+
+    torch.set_num_threads(a.threads)  # also what machine_line() reports
     if not a.report_only:
         for seed in a.seeds:
             for variant in a.variants:
@@ -162,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
            f"--seeds {' '.join(map(str, a.seeds))} --threads {a.threads}")
     md = summarise(a, cmd)
     print(md)
+    (Path(a.out) / "summary.md").write_text(md)
     if not a.no_write:
         write_section("asa", md)
     return 0
