@@ -359,7 +359,9 @@ def energy(
 
     Returns ``{"sops", "macs", "energy_pj", "ann_macs", "ann_energy_pj", "ratio_to_ann",
     "inputs", "e_mac", "e_ac", "layers": {qualified name: {"input": "spikes" | "analog" |
-    "mixed", "sops", "macs", "energy_pj", "ann_macs", ...}}}`` -- every count per input
+    "mixed", "sops", "macs", "energy_pj", "ann_macs", "input_spike_rate" (spikes per input
+    element and step; for pooled inputs the spikes in the pooling window), ...}}}`` -- every
+    count per input
     (mean over the inputs seen), energies in pJ per input.
     """
     if max_batches is not None and (not isinstance(max_batches, int) or max_batches < 1):

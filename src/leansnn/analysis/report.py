@@ -182,7 +182,7 @@ def _blocks(results: list[dict], figs: dict[str, Path], title: str, data_desc: s
     B.append(("img", figs["energy"], "Energy per conv/linear layer."))
     for r in results:
         e = r["energy"]
-        head = ["layer", "input", "input spike rate", "SOPs / input", "MACs / input",
+        head = ["layer", "input", "spikes per input element", "SOPs / input", "MACs / input",
                 "energy / input", "ANN MACs / input"]
         rows = [[f"{n} ({v['type']})", v["input"], _f(v["input_spike_rate"]),
                  _si(v["sops"], ""), _si(v["macs"], ""), _energy(v["energy_pj"]),
