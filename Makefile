@@ -22,7 +22,7 @@ lint: setup
 # torchvision, torchaudio and a CUDA build of torch), plus the small packages they import.
 bench-setup: setup
 	$(PY) -m pip install -q --no-deps spikingjelly==2.0.0 snntorch==1.0.0
-	EXTRAS=dev,bench scripts/setup.sh
+	EXTRAS=dev,nir,bench scripts/setup.sh
 
 bench: bench-setup
 	$(PY) benchmarks/neurons.py

@@ -3,15 +3,15 @@
 #   1. create .venv in the repository root when missing (installing python3-venv via apt if
 #      the interpreter cannot make one),
 #   2. install the CPU build of PyTorch (pinned, so no multi-GB CUDA build is pulled) and
-#      leansnn with its dev extra,
+#      leansnn with its dev and nir extras,
 #   3. install Debian's dataset-fashion-mnist when the data is missing and apt is available.
 # Idempotent: a second run only checks. Variables: PYTHON (interpreter, default python3),
-# TORCH_SPEC (default torch==2.13.0), EXTRAS (default dev), SKIP_DATA=1.
+# TORCH_SPEC (default torch==2.13.0), EXTRAS (default dev,nir), SKIP_DATA=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
-EXTRAS=${EXTRAS:-dev}
+EXTRAS=${EXTRAS:-dev,nir}
 STAMP=.venv/.leansnn-installed-$EXTRAS
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }

@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="default: 12 for small_cnn, 30 for resnet20")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out-dir", default=str(ROOT / "pretrained"))
+    p.add_argument("--state-dir", default=None,
+                   help="folder for the resumable per-epoch training state "
+                        "(default: OUT_DIR/.train)")
     args = p.parse_args(argv)
 
     import torch
@@ -38,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     out_dir = Path(args.out_dir)
+    state_dir = Path(args.state_dir) if args.state_dir else out_dir / ".train"
     for model in args.models:
         epochs = args.epochs or (12 if model == "small_cnn" else 30)
         for variant in args.only:
@@ -48,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {model} {variant}: {epochs} epochs -> {out}", flush=True)
             res = train_ann(model, act, levels, 3.0, out, epochs=epochs, batch_size=128,
                             optimizer="sgd", lr=0.05, weight_decay=5e-4, augment="flip_crop",
-                            checkpoint=out_dir / ".train" / f"{model}_{variant}.train",
+                            checkpoint=state_dir / f"{model}_{variant}.train",
                             note=f"{model} {variant} on Fashion-MNIST ({cmd})")
             line = (f"| {model} | {variant} | {100 * res['test_accuracy']:.2f} % | {epochs} | "
                     f"{res['seconds'] / 60:.0f} min | `{cmd}` |\n")
