@@ -55,6 +55,8 @@ def run_one(a: argparse.Namespace, variant: str, seed: int) -> dict:
         print(f"reusing {out}")
         return json.loads(out.read_text())
     argv = ["train-snn"] + _run_args(a, variant, seed) + (["--quiet"] if a.quiet else [])
+    if a.save_dir:
+        argv += ["--out", str(Path(a.save_dir) / f"lif_snn_a_{variant}_seed{seed}.lsnn")]
     print("leansnn " + shlex.join(argv), flush=True)
     ns = build_parser().parse_args(argv)
     report = train(ns)
@@ -145,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "asa"))
     p.add_argument("--fresh", action="store_true", help="rerun even if a report exists")
+    p.add_argument("--save-dir", default=None, metavar="DIR",
+                   help="also write each trained model to DIR/lif_snn_a_<variant>_seed<s>.lsnn "
+                        "(the demo's checkpoints: --save-dir pretrained --seeds 0)")
     p.add_argument("--report-only", action="store_true", help="only summarise existing runs")
     p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     p.add_argument("--quiet", action="store_true")

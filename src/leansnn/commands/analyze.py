@@ -9,25 +9,26 @@ figures into ``--out``. ``--json`` also prints every metric to stdout.
 from __future__ import annotations
 
 import argparse
-import sys
+import json
 from pathlib import Path
 from typing import Any
+
+from ._common import add_common, log_stream, setup, write_json
 
 NAME = "analyze"
 HELP = "firing, redundancy, membrane-potential and energy report of one or two SNN checkpoints"
 EXAMPLE = "leansnn analyze base.lsnn asa.lsnn --data event_fashion_mnist --out report/"
-DATASETS = ("fashion_mnist", "event_fashion_mnist")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoints", nargs="+", metavar="CKPT",
                    help="one or two .lsnn checkpoints (two are compared side by side)")
-    p.add_argument("--data", default="fashion_mnist", choices=DATASETS,
+    p.add_argument("--data", default="fashion_mnist",
+                   choices=["fashion_mnist", "event_fashion_mnist"],
                    help="test set to analyse on (default fashion_mnist)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the report")
     p.add_argument("--max-images", type=int, default=None, metavar="N",
                    help="analyse a random subset of N test images (default: all 10,000)")
-    p.add_argument("--json", action="store_true", help="print all metrics as JSON to stdout")
     p.add_argument("--labels", nargs="+", default=None, help="names of the models in the report")
     p.add_argument("--convert", nargs="+", default=None, metavar="METHOD",
                    help="the checkpoints are ANNs: convert them first with this method "
@@ -39,15 +40,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-report", action="store_true",
                    help="skip the figures and report files; write only DIR/metrics.json")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--root", default=None, help="folder with the Fashion-MNIST idx files")
     p.add_argument("--noise-hz", type=float, default=None,
                    help="background-noise rate of the event emulator (event data; default: "
                         "the emulator's default)")
     p.add_argument("--e-mac", type=float, default=4.6, help="pJ per MAC (default 4.6)")
     p.add_argument("--e-ac", type=float, default=0.9, help="pJ per accumulate (default 0.9)")
     p.add_argument("--bins", type=int, default=90, help="potential histogram bins")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_common(p, json_help="write all metrics as JSON to PATH (no PATH or '-': stdout)")
 
 
 def _find(cfg: Any, key: str) -> Any:
@@ -106,7 +105,7 @@ def _data(args: argparse.Namespace, model: Any, label: str) -> tuple[Any, str]:
         if in_ch not in (None, 1):
             raise ValueError(f"{label} takes {in_ch} input channels (event frames?); use "
                              "--data event_fashion_mnist")
-        test = ls.data.fashion_mnist("test", root=args.root).subset(args.max_images, 0)
+        test = ls.data.fashion_mnist("test", root=args.root).subset(args.max_images, args.seed)
         return test, f"Fashion-MNIST test set, {len(test)} images (static, direct encoding)"
     if not hasattr(ls.data, "event_fashion_mnist"):
         raise ValueError("--data event_fashion_mnist needs leansnn.data.event_fashion_mnist, "
@@ -119,7 +118,8 @@ def _data(args: argparse.Namespace, model: Any, label: str) -> tuple[Any, str]:
     if T is None:
         raise ValueError(f"{label}: the checkpoint does not record T; cannot bin events")
     kw: dict[str, Any] = dict(T=int(T), root=args.root, size=tuple(int(v) for v in size),
-                              n=args.max_images, progress=not args.json)
+                              n=args.max_images, subset_seed=args.seed,
+                              progress=not args.json)
     if args.noise_hz is not None:
         kw["noise_rate_hz"] = args.noise_hz
     test = ls.data.event_fashion_mnist("test", **kw)
@@ -139,11 +139,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    setup(args)
+    torch.manual_seed(args.seed)
     paths = [Path(c) for c in args.checkpoints]
     labels = _labels(paths, args.labels)
-    log = sys.stderr if args.json else sys.stdout
+    log = log_stream(args)
     results, descs = [], []
     methods = _methods(args, len(paths))
     if args.labels is None and methods:
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
             opts = {}
             if methods[i] == "calibrated":  # training-free conversion: calibrate on train data
                 opts = dict(calib_data=ls.data.fashion_mnist("train", root=args.root).subset(
-                    args.calib_images, 0), progress=not args.json)
+                    args.calib_images, args.seed), progress=not args.json)
             model = ls.convert(model, T=args.T, method=methods[i], **opts)
         data, desc = _data(args, model, label)
         print(f"analyze: {label} ({path}) on {desc}", file=log, flush=True)
@@ -184,5 +184,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"report: {paths_out['report_md']} and {paths_out['report_html']} "
               f"(figures in {Path(args.out) / 'figures'})", file=log)
     if args.json:
-        print(to_json(results))
+        write_json(args, json.loads(to_json(results)))
     return 0

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import add_common, log_stream, positive, setup, write_json
+
 NAME = "convert"
 HELP = "convert a trained ANN (.lsnn) to an SNN and report accuracy, time and firing rate per T"
 EXAMPLE = ("leansnn convert pretrained/small_cnn_qcfs4.lsnn --T 1 2 4 8 16 "
@@ -29,46 +31,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--no-firing-rate", action="store_true",
                    help="skip the firing-rate pass (faster)")
-    p.add_argument("--data", default=None, help="Fashion-MNIST folder")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--data", default="fashion_mnist", choices=["fashion_mnist"],
+                   help="test data set (default fashion_mnist)")
+    add_common(p, json_help="write the table as JSON to PATH (no PATH or '-': stdout)")
 
 
 def run(args: argparse.Namespace) -> int:
     import time
 
-    import torch
-
     import leansnn as ls
     from leansnn.convert import evaluate_snn, methods
     from leansnn.train import evaluate
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    bad_t = [t for t in args.T if t < 1]
-    if bad_t:
-        raise ValueError(f"--T values must be >= 1, got {bad_t}")
-    if args.calib_images < 1:
-        raise ValueError(f"--calib-images must be >= 1, got {args.calib_images}")
+    setup(args)
+    positive(args, "T", "calib_images", "batch_size", "test_images")
+    log = log_stream(args)
     unknown = [m for m in args.method if m not in methods()]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; available: {methods()}")
     ann = ls.load(args.checkpoint).eval().to(args.device)
-    test = ls.data.fashion_mnist("test", root=args.data)
+    test = ls.data.fashion_mnist("test", root=args.root)
     if args.test_images:
-        test = test.subset(args.test_images, 0)
+        test = test.subset(args.test_images, args.seed)
     t0 = time.perf_counter()
     ev = evaluate(ann, test, batch_size=args.batch_size, device=args.device, progress=True,
                   desc="ANN")
     ann_s = (time.perf_counter() - t0) / ev["n"]
     print(f"{args.checkpoint}: ANN test accuracy {100 * ev['accuracy']:.2f} % on {ev['n']} "
-          f"images, {1e3 * ann_s:.3f} ms/image")
+          f"images, {1e3 * ann_s:.3f} ms/image", file=log)
     print(f"{'method':<10} {'T':>4} {'accuracy':>9} {'vs ANN':>8} {'ms/image':>9} "
-          f"{'x ANN':>6} {'firing rate':>11}")
+          f"{'x ANN':>6} {'firing rate':>11}", file=log)
+    table = {"checkpoint": str(args.checkpoint), "test_images": ev["n"],
+             "ann": {"accuracy": ev["accuracy"], "seconds_per_image": ann_s}, "rows": []}
     calib = {}
     if "calibrated" in args.method:  # training-free conversion: calibrate on training images
-        calib = dict(calib_data=ls.data.fashion_mnist("train", root=args.data).subset(
-            args.calib_images, 0), calib_images=args.calib_images)
+        calib = dict(calib_data=ls.data.fashion_mnist("train", root=args.root).subset(
+            args.calib_images, args.seed), calib_images=args.calib_images)
     for method in args.method:
         for T in args.T:
             opts = calib if method == "calibrated" else {}
@@ -81,5 +79,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{100 * (r['accuracy'] - ev['accuracy']):>+7.2f} "
                   f"{1e3 * r['seconds_per_image']:>9.3f} "
                   f"{r['seconds_per_image'] / ann_s:>6.2f} {r['firing_rate']:>11.4f}",
-                  flush=True)
+                  file=log, flush=True)
+            table["rows"].append({"method": method, "T": T, **r})
+    write_json(args, table)
     return 0

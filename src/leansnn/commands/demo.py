@@ -1,53 +1,253 @@
-"""``leansnn demo``: the main job (foundation version).
+"""``leansnn demo``: the main job, on real Fashion-MNIST and the shipped checkpoints.
 
-Trains a small directly encoded LIF SNN for one epoch on a subset of the real
-Fashion-MNIST, then prints its test accuracy and mean firing rate.
+1. **Conversion** (Hao et al., ICML 2025): the shipped QCFS (L = 4) and ReLU small CNNs are
+   converted with the parallel, calibrated (training-free DA calibration) and serial IF
+   methods at T = 1, 2, 4, 8; the table gives test accuracy, the change against the ANN,
+   inference time per image and its ratio to the ANN's forward pass.
+2. **Direct training with ASA** (Yao et al., ICCV 2023): the shipped LIF-SNN and LIF-SNN + ASA
+   (``benchmarks/asa.py``, seed 0) are evaluated on emulated-event test recordings with
+   background noise: accuracy, NASFR, synaptic operations and energy.
+3. **Report**: the redundancy analysis of those two SNNs (``leansnn analyze``) as
+   ``report.md`` / ``report.html`` with figures.
+
+Serial IF neurons are causal (step t never looks at later inputs), so one T = max run gives the
+accuracy after every t <= T exactly as a T = t run would; its time is measured for T = max.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
+from typing import Any
+
+from ._common import add_common, log_stream, positive, setup, write_json
 
 NAME = "demo"
-HELP = "train a small LIF SNN on real Fashion-MNIST and report accuracy and firing rate"
-EXAMPLE = "leansnn demo --train-images 12000 --T 4"
+HELP = ("the main job: convert the shipped ANNs (parallel / calibrated / serial), evaluate the "
+        "shipped LIF-SNN and LIF-SNN + ASA on event data, write the analysis report")
+EXAMPLE = "leansnn demo --out reports/demo --test-images 10000"
+
+CONVERSION_NETS = (  # (file, label, methods)
+    ("small_cnn_qcfs4.lsnn", "small_cnn QCFS L=4", ("parallel", "calibrated", "serial")),
+    ("small_cnn_relu.lsnn", "small_cnn ReLU", ("calibrated", "serial")),
+)
+SNN_NETS = (
+    ("lif_snn_a_none_seed0.lsnn", "LIF-SNN"),
+    ("lif_snn_a_asa_seed0.lsnn", "LIF-SNN + ASA"),
+)
+
+
+def default_pretrained_dir() -> Path:
+    import leansnn
+
+    return Path(leansnn.__file__).resolve().parents[2] / "pretrained"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default=None, help="folder with the Fashion-MNIST idx files "
-                   "(default: $LEANSNN_DATA, then /usr/share/datasets/fashion-mnist)")
-    p.add_argument("--train-images", type=int, default=12000,
-                   help="training subset size (default 12000)")
-    p.add_argument("--T", type=int, default=4, help="time steps (default 4)")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--out", default="reports/demo", metavar="DIR",
+                   help="folder for the analysis report (default reports/demo)")
+    p.add_argument("--pretrained", default=None, metavar="DIR",
+                   help="folder with the shipped checkpoints (default: the repository's "
+                        "pretrained/)")
+    p.add_argument("--T", type=int, nargs="+", default=[1, 2, 4, 8],
+                   help="time steps of the conversion table (default 1 2 4 8)")
+    p.add_argument("--test-images", type=int, default=5000, metavar="N",
+                   help="Fashion-MNIST test images for the conversion table (default 5000 "
+                        "of 10000, the same random subset for every row)")
+    p.add_argument("--calib-images", type=int, default=1024, metavar="N",
+                   help="unlabeled training images for calibration and recorded thresholds "
+                        "(default 1024)")
+    p.add_argument("--event-test-images", type=int, default=None, metavar="N",
+                   help="emulated-event test recordings for the SNNs (default: the test "
+                        "subset each checkpoint was evaluated on when it was trained)")
+    p.add_argument("--skip", nargs="+", default=[], choices=["convert", "snn", "report"],
+                   help="leave out parts of the demo")
+    p.add_argument("--batch-size", type=int, default=256)
+    add_common(p, json_help="also write every figure of the demo as JSON to PATH (no PATH or "
+                            "'-': stdout)")
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(
+            f"shipped checkpoint {path} is missing; run the demo from a clone of the "
+            "leansnn repository (make demo) or pass --pretrained DIR")
+    return path
+
+
+def _row(cells: list[Any], widths: list[int]) -> str:
+    return "  ".join(str(c).rjust(w) if i > 1 else str(c).ljust(w)
+                     for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+
+def conversion_table(args: argparse.Namespace, pre: Path, log) -> list[dict]:
+    """Part 1: convert each shipped ANN with each method at each T; print and return rows."""
+    import leansnn as ls
+    from leansnn.convert import evaluate_snn
+    from leansnn.convert.calibrate import record_thresholds
+    from leansnn.train import evaluate
+
+    test = ls.data.fashion_mnist("test", root=args.root)
+    if args.test_images < len(test):
+        test = test.subset(args.test_images, args.seed)
+    calib = ls.data.fashion_mnist("train", root=args.root).subset(args.calib_images, args.seed)
+    Ts = sorted(set(args.T))
+    rows: list[dict] = []
+    widths = [20, 10, 3, 9, 7, 9, 6, 8]
+    print(f"\n[1/3] ANN -> SNN conversion, {len(test)} Fashion-MNIST test images "
+          f"(calibration / recorded thresholds: {len(calib)} unlabeled training images)",
+          file=log)
+    print(_row(["net", "method", "T", "accuracy", "vs ANN", "ms/image", "x ANN", "firing"],
+               widths), file=log)
+    for fname, label, methods in CONVERSION_NETS:
+        ann = ls.load(_need(pre / fname)).eval().to(args.device)
+        t0 = time.perf_counter()
+        ev = evaluate(ann, test, batch_size=args.batch_size, device=args.device)
+        ann_ms = 1e3 * (time.perf_counter() - t0) / ev["n"]
+        ann_acc = ev["accuracy"]
+        rows.append(dict(net=label, method="ANN", T=None, accuracy=ann_acc, ms_per_image=ann_ms))
+        print(_row([label, "ANN", "-", f"{100 * ann_acc:.2f} %", "", f"{ann_ms:.3f}", "1.00",
+                    ""], widths), file=log, flush=True)
+        for method in methods:
+            if method == "serial":
+                # causal: one run at max(T) gives the accuracy after every t
+                opts = {}
+                if ann_is_relu(ann):
+                    opts["thresholds"] = record_thresholds(ann, calib,
+                                                           calib_images=args.calib_images)
+                snn = ls.convert(ann, T=max(Ts), method="serial", **opts).to(args.device)
+                r = evaluate_snn(snn, test, batch_size=args.batch_size, device=args.device,
+                                 progress=True, desc=f"{label}: serial T={max(Ts)}")
+                for T in Ts:
+                    ms = 1e3 * r["seconds_per_image"] if T == max(Ts) else None
+                    acc = r["accuracy_per_step"][T - 1]
+                    rows.append(dict(net=label, method="serial", T=T, accuracy=acc,
+                                     ms_per_image=ms, firing_rate=(
+                                         r["firing_rate"] if T == max(Ts) else None)))
+                    print(_row(["", "serial", T, f"{100 * acc:.2f} %",
+                                f"{100 * (acc - ann_acc):+.2f}",
+                                f"{ms:.3f}" if ms is not None else "(causal)",
+                                f"{ms / ann_ms:.2f}" if ms is not None else "",
+                                f"{r['firing_rate']:.4f}" if ms is not None else ""], widths),
+                          file=log, flush=True)
+                continue
+            for T in Ts:
+                opts = {}
+                if method == "calibrated":
+                    opts = dict(calib_data=calib, calib_images=args.calib_images,
+                                progress=False)
+                t0 = time.perf_counter()
+                snn = ls.convert(ann, T=T, method=method, **opts).to(args.device)
+                conv_s = time.perf_counter() - t0
+                r = evaluate_snn(snn, test, batch_size=args.batch_size, device=args.device,
+                                 progress=True, desc=f"{label}: {method} T={T}")
+                ms = 1e3 * r["seconds_per_image"]
+                rows.append(dict(net=label, method=method, T=T, accuracy=r["accuracy"],
+                                 ms_per_image=ms, firing_rate=r["firing_rate"],
+                                 conversion_seconds=conv_s))
+                print(_row(["", method, T, f"{100 * r['accuracy']:.2f} %",
+                            f"{100 * (r['accuracy'] - ann_acc):+.2f}", f"{ms:.3f}",
+                            f"{ms / ann_ms:.2f}", f"{r['firing_rate']:.4f}"], widths),
+                      file=log, flush=True)
+    print("  parallel at T = L = 4 is lossless (the QCFS ANN's accuracy exactly); ReLU nets "
+          "need calibration (or recorded thresholds for serial IF). firing = spikes per "
+          "neuron per step.", file=log)
+    return rows
+
+
+def ann_is_relu(model) -> bool:
+    from leansnn.convert import QCFS
+
+    return not any(isinstance(m, QCFS) for m in model.modules())
+
+
+def snn_results(args: argparse.Namespace, pre: Path, log) -> tuple[list[dict], str]:
+    """Part 2: analyse the two shipped directly trained SNNs on their event test data."""
+    import leansnn as ls
+    from leansnn.analysis import analyze
+
+    results = []
+    desc = ""
+    for fname, label in SNN_NETS:
+        path = _need(pre / fname)
+        model = ls.load(path).eval()
+        data_meta = model.leansnn_meta.get("meta", {}).get("data", {})
+        cfg = model.leansnn_config["kwargs"] if "kwargs" in model.leansnn_config else {}
+        T = int(data_meta.get("T") or cfg.get("T", 8))
+        size = int(data_meta.get("size") or 32)
+        n = args.event_test_images or data_meta.get("test_subset")
+        noise = data_meta.get("noise_hz")
+        test = ls.data.event_fashion_mnist("test", T=T, root=args.root, size=(size, size),
+                                           noise_rate_hz=noise, n=n)
+        desc = (f"emulated-event Fashion-MNIST test recordings ({len(test)}, background noise "
+                f"{noise} events/pixel/s), T = {T} frames of {size}x{size}")
+        res = analyze(model, test, label, batch_size=args.batch_size, device=args.device,
+                      progress=True)
+        results.append(res)
+    return results, desc
+
+
+def print_snn_table(results: list[dict], desc: str, log) -> None:
+    print(f"\n[2/3] Directly trained LIF SNNs (arch A, BPTT) on {desc}", file=log)
+    widths = [14, 9, 7, 11, 10, 11, 11]
+    print(_row(["model", "accuracy", "NASFR", "SOPs/input", "MACs/input", "energy µJ",
+                "ANN µJ"], widths), file=log)
+    for r in results:
+        e, m = r["energy"], r["monitor"]
+        print(_row([r["label"], f"{100 * r['accuracy']:.2f} %", f"{m['nasfr']:.4f}",
+                    f"{e['sops']:.3g}", f"{e['macs']:.3g}", f"{e['energy_pj'] / 1e6:.4g}",
+                    f"{e['ann_energy_pj'] / 1e6:.4g}"], widths), file=log)
+    if len(results) == 2:
+        a, b = results
+        drop = 100 * (1 - b["monitor"]["nasfr"] / a["monitor"]["nasfr"])
+        print(f"  ASA: NASFR {-drop:+.1f} %, accuracy "
+              f"{100 * (b['accuracy'] - a['accuracy']):+.2f} points, energy "
+              f"{100 * (b['energy']['energy_pj'] / a['energy']['energy_pj'] - 1):+.1f} % "
+              "(E_MAC = 4.6 pJ, E_AC = 0.9 pJ)", file=log)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
     import leansnn as ls
-    from leansnn.train import TrainConfig, evaluate, fit
+    from leansnn.analysis import to_json, write_report
 
-    if args.T < 1:
-        raise ValueError(f"--T must be >= 1, got {args.T}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    train = ls.data.fashion_mnist("train", root=args.data).subset(args.train_images, args.seed)
-    test = ls.data.fashion_mnist("test", root=args.data)
+    setup(args)
+    positive(args, "T", "test_images", "calib_images", "batch_size", "event_test_images")
     torch.manual_seed(args.seed)
-    model = ls.models.create("lif_cnn", num_classes=10, in_channels=1, T=args.T)
-    print(f"leansnn demo: LIF SNN (lif_cnn, T={args.T}, direct encoding) on "
-          f"{len(train)} Fashion-MNIST training images, {args.epochs} epoch(s)")
-    t0 = time.perf_counter()
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=2e-3, seed=args.seed)
-    fit(model, train, None, cfg, device=args.device)
-    train_s = time.perf_counter() - t0
-    ev = evaluate(model, test, device=args.device, progress=True, desc="test")
-    print(f"test accuracy {100 * ev['accuracy']:.2f} % on {ev['n']} images | mean firing rate "
-          f"{ev['firing_rate']:.4f} spikes/neuron/step | training {train_s:.0f} s")
+    pre = Path(args.pretrained) if args.pretrained else default_pretrained_dir()
+    log = log_stream(args)
+    ls.data.fashion_mnist("test", root=args.root)  # fail early with the install hint
+    t_start = time.perf_counter()
+    print(f"leansnn demo: lean SNNs on real Fashion-MNIST (checkpoints from {pre})", file=log)
+    out: dict[str, Any] = {}
+    if "convert" not in args.skip:
+        out["conversion"] = conversion_table(args, pre, log)
+    results: list[dict] = []
+    if "snn" not in args.skip or "report" not in args.skip:
+        results, desc = snn_results(args, pre, log)
+        print_snn_table(results, desc, log)
+        out["snn"] = json.loads(to_json(results))
+    report = None
+    if "report" not in args.skip and results:
+        report = write_report(results, args.out,
+                              title="leansnn demo: LIF-SNN vs LIF-SNN + ASA",
+                              data_desc=desc[0].upper() + desc[1:] + ".")
+        print(f"\n[3/3] Redundancy report: {report['report_md']} and {report['report_html']} "
+              f"(figures in {Path(args.out) / 'figures'})", file=log)
+    total = time.perf_counter() - t_start
+    out["seconds"] = total
+    write_json(args, out)
+    print(f"\ndone in {total:.0f} s. Next:", file=log)
+    where = f"open {report['report_html']}" if report else "leansnn analyze --help"
+    print(f"  {where}\n"
+          "  leansnn convert pretrained/small_cnn_relu.lsnn --method calibrated --T 1 2 4 8 16\n"
+          "  leansnn analyze pretrained/small_cnn_qcfs4.lsnn pretrained/small_cnn_qcfs4.lsnn "
+          "--convert serial parallel --T 4 --max-images 500 --out reports/serial_vs_parallel\n"
+          "  leansnn train-snn --model lif_snn_a --attention asa --epochs 2 --train-subset 2000 "
+          "--out my_asa.lsnn\n"
+          "  leansnn export pretrained/lif_snn_a_none_seed0.lsnn --format nir --out lif.nir\n"
+          "  leansnn --help  (docs/cli.md)", file=log)
     return 0

@@ -15,6 +15,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ._common import add_common, log_stream, positive, setup, write_json
+
 NAME = "train-ann"
 HELP = "train an ANN (ReLU or QCFS activations) on Fashion-MNIST, ready for conversion"
 EXAMPLE = ("leansnn train-ann --model small_cnn --activation qcfs --levels 4 --epochs 10 "
@@ -97,26 +99,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-images", type=int, default=None, help="use a training subset")
     p.add_argument("--test-images", type=int, default=None,
                    help="evaluate on a test subset (default: all 10000)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data", default=None, help="Fashion-MNIST folder (default: "
-                   "$LEANSNN_DATA, then /usr/share/datasets/fashion-mnist)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--data", default="fashion_mnist", choices=["fashion_mnist"],
+                   help="training data set (default fashion_mnist)")
+    add_common(p, json_help="write the training history as JSON to PATH (no PATH or '-': "
+                            "stdout)")
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.levels < 1:
-        raise ValueError(f"--levels must be >= 1, got {args.levels}")
+    setup(args)
+    positive(args, "levels", "epochs", "batch_size", "train_images", "test_images")
     res = train_ann(args.model, args.activation, args.levels, args.threshold, args.out,
                     epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                     lr=args.lr, weight_decay=args.weight_decay, augment=args.augment,
                     train_images=args.train_images, test_images=args.test_images,
-                    seed=args.seed, data=args.data,
+                    seed=args.seed, data=args.root,
                     checkpoint=args.checkpoint, resume=not args.no_resume, device=args.device)
     print(f"test accuracy {100 * res['test_accuracy']:.2f} % after {len(res['history'])} "
-          f"epochs ({res['seconds']:.0f} s); saved {res['path']}")
+          f"epochs ({res['seconds']:.0f} s); saved {res['path']}", file=log_stream(args))
+    write_json(args, {"test_accuracy": res["test_accuracy"], "history": res["history"],
+                      "seconds": res["seconds"], "path": str(res["path"])})
     return 0

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ._common import add_common, log_stream, positive, setup
+
 NAME = "train-snn"
 HELP = "train a LIF SNN (optionally with ASA) on event or static Fashion-MNIST"
 EXAMPLE = ("leansnn train-snn --model lif_snn_a --attention asa --data event_fashion_mnist "
@@ -29,8 +31,8 @@ DATASETS = ("event_fashion_mnist", "fashion_mnist")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="lif_snn_a",
                    help="registered SNN: lif_snn_a (default), lif_snn_5, sew_resnet18")
-    p.add_argument("--data", default="event_fashion_mnist", choices=DATASETS)
-    p.add_argument("--root", default=None, help="folder with the Fashion-MNIST idx files")
+    p.add_argument("--data", default="event_fashion_mnist", choices=DATASETS,
+                   help="training data set (default event_fashion_mnist)")
     p.add_argument("--T", type=int, default=8, help="time steps (default 8)")
     p.add_argument("--size", type=int, default=32,
                    help="event frames are SIZE x SIZE (default 32; event data only)")
@@ -51,13 +53,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-subset", type=int, default=None, help="use N training images")
     p.add_argument("--test-subset", type=int, default=None, help="use N test images")
     p.add_argument("--max-batches", type=int, default=None, help="per epoch (quick runs)")
+    p.add_argument("--out", default=None, metavar="PATH",
+                   help="write the trained model (weights, config, final metrics) to PATH "
+                        "(.lsnn, loadable with leansnn.load)")
     p.add_argument("--checkpoint", default=None, help="checkpoint file, written every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
-    p.add_argument("--json", default=None, metavar="PATH",
-                   help="write history, final metrics and per-layer rates as JSON ('-': stdout)")
+    add_common(p, device_auto=True,
+               json_help="write history, final metrics and per-layer rates as JSON to PATH "
+                         "(no PATH or '-': stdout)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -137,8 +140,8 @@ def train(args: argparse.Namespace) -> dict:
         raise ValueError(f"--T must be >= 1, got {args.T}")
     if args.resume and not args.checkpoint:
         raise ValueError("--resume needs --checkpoint PATH")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    setup(args)
+    positive(args, "T", "epochs", "batch_size", "train_subset", "test_subset", "size")
     info = D.init(args.device)
     try:
         # rank 0 builds any data cache first, the others then read it
@@ -200,6 +203,20 @@ def train(args: argparse.Namespace) -> dict:
                 "layer_rates": last.get("layer_rates"),
                 "parameters": sum(p.numel() for p in net.parameters()),
             }
+            if getattr(args, "out", None):
+                skip = ("out", "json", "quiet", "checkpoint", "resume", "_run", "command")
+                cmd = "leansnn train-snn " + " ".join(
+                    f"--{k.replace('_', '-')} {v}" for k, v in sorted(vars(args).items())
+                    if v is not None and v is not False and k not in skip)
+                ls.save(net, args.out, note=f"{args.model} (attention {args.attention}) "
+                        f"trained on {args.data}: {cmd}",
+                        meta={"final": report["final"], "history": hist,
+                              "data": {"name": args.data, "T": args.T, "size": args.size,
+                                       "noise_hz": args.noise_hz,
+                                       "train_subset": args.train_subset,
+                                       "test_subset": args.test_subset}})
+                if not args.quiet:
+                    print(f"wrote {args.out}")
         return report
     finally:
         D.cleanup()
@@ -214,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
     f = report["final"]
     if not args.quiet:
         print(f"test accuracy {100 * f['test_accuracy']:.2f} % | NASFR {f['nasfr']:.4f} | "
-              f"{f['parameters']} parameters")
+              f"{f['parameters']} parameters", file=log_stream(args))
     if args.json:
         text = json.dumps(report, indent=1, default=str)
         if args.json == "-":

@@ -20,8 +20,15 @@ from .readers import (
     read_nmnist,
 )
 
+# Data set names the CLI and checkpoints refer to: name -> (loader, what it yields).
+DATASETS = {
+    "fashion_mnist": (fashion_mnist, "static images, float32 [1, 28, 28] in [0, 1]"),
+    "event_fashion_mnist": (event_fashion_mnist,
+                            "emulated event recordings binned into [T, 2, H, W] frames"),
+}
+
 __all__ = [
-    "fashion_mnist", "read_idx", "ImageDataset", "DataError", "CLASSES",
+    "DATASETS", "fashion_mnist", "read_idx", "ImageDataset", "DataError", "CLASSES",
     "EVENT_DTYPE", "EventError", "make_events", "check_events", "to_frames",
     "frames_from_batch", "EmulatorSettings", "emulate", "emulate_batch",
     "EventFrameDataset", "FrameSettings", "event_fashion_mnist",
