@@ -1,5 +1,7 @@
 """Checkpoints (safe, atomic, config-carrying) and resumable training."""
 
+import os
+
 import pytest
 import torch
 
@@ -28,6 +30,9 @@ def test_save_load_roundtrip(tmp_path):
     m.eval(), m2.eval()
     assert torch.equal(m(x), m2(x))
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
 
 def test_load_errors(tmp_path):

@@ -27,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    choices=["fashion_mnist", "event_fashion_mnist"],
                    help="test set to analyse on (default fashion_mnist)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the report")
-    p.add_argument("--max-images", type=int, default=None, metavar="N",
+    p.add_argument("--test-images", "--max-images", dest="max_images", type=int,
+                   default=None, metavar="N",
                    help="analyse a random subset of N test images (default: all 10,000)")
     p.add_argument("--labels", nargs="+", default=None, help="names of the models in the report")
     p.add_argument("--convert", nargs="+", default=None, metavar="METHOD",
@@ -136,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= len(args.checkpoints) <= 2:
         raise ValueError(f"give one or two checkpoints, got {len(args.checkpoints)}")
     if args.max_images is not None and args.max_images < 1:
-        raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
+        raise ValueError(f"--test-images must be >= 1, got {args.max_images}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     setup(args)

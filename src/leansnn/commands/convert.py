@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="conversion methods (default parallel serial)")
     p.add_argument("--engine", default="auto", choices=["auto", "fast", "simulate"],
                    help="engine of parallel networks (default auto: the exact fast path)")
-    p.add_argument("--test-images", type=int, default=None,
+    p.add_argument("--test-images", type=int, default=None, metavar="N",
                    help="evaluate on a subset of the test set (default: all 10000)")
     p.add_argument("--calib-images", type=int, default=1024, metavar="N",
                    help="unlabeled training images for --method calibrated (default 1024)")

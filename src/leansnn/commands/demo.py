@@ -245,8 +245,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"  {where}\n"
           "  leansnn convert pretrained/small_cnn_relu.lsnn --method calibrated --T 1 2 4 8 16\n"
           "  leansnn analyze pretrained/small_cnn_qcfs4.lsnn pretrained/small_cnn_qcfs4.lsnn "
-          "--convert serial parallel --T 4 --max-images 500 --out reports/serial_vs_parallel\n"
-          "  leansnn train-snn --model lif_snn_a --attention asa --epochs 2 --train-subset 2000 "
+          "--convert serial parallel --T 4 --test-images 500 --out reports/serial_vs_parallel\n"
+          "  leansnn train-snn --model lif_snn_a --attention asa --epochs 2 --train-images 2000 "
           "--out my_asa.lsnn\n"
           "  leansnn export pretrained/lif_snn_a_none_seed0.lsnn --format nir --out lif.nir\n"
           "  leansnn --help  (docs/cli.md)", file=log)

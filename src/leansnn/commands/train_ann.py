@@ -96,8 +96,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--augment", default="flip_crop", choices=["flip_crop", "none"])
-    p.add_argument("--train-images", type=int, default=None, help="use a training subset")
-    p.add_argument("--test-images", type=int, default=None,
+    p.add_argument("--train-images", type=int, default=None, metavar="N",
+                   help="use a random subset of N training images")
+    p.add_argument("--test-images", type=int, default=None, metavar="N",
                    help="evaluate on a test subset (default: all 10000)")
     p.add_argument("--data", default="fashion_mnist", choices=["fashion_mnist"],
                    help="training data set (default fashion_mnist)")

@@ -23,7 +23,7 @@ from ._common import add_common, log_stream, positive, setup
 NAME = "train-snn"
 HELP = "train a LIF SNN (optionally with ASA) on event or static Fashion-MNIST"
 EXAMPLE = ("leansnn train-snn --model lif_snn_a --attention asa --data event_fashion_mnist "
-           "--T 8 --epochs 5 --train-subset 5000 --checkpoint run.lsnn")
+           "--T 8 --epochs 5 --train-images 5000 --out asa.lsnn")
 
 DATASETS = ("event_fashion_mnist", "fashion_mnist")
 
@@ -50,8 +50,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--loss", default="mse", choices=["mse", "ce"],
                    help="mse: output rates vs one-hot, as the paper (default); ce: cross-entropy")
-    p.add_argument("--train-subset", type=int, default=None, help="use N training images")
-    p.add_argument("--test-subset", type=int, default=None, help="use N test images")
+    p.add_argument("--train-images", "--train-subset", dest="train_subset", type=int,
+                   default=None, metavar="N", help="use a random subset of N training images")
+    p.add_argument("--test-images", "--test-subset", dest="test_subset", type=int,
+                   default=None, metavar="N", help="use a random subset of N test images")
     p.add_argument("--max-batches", type=int, default=None, help="per epoch (quick runs)")
     p.add_argument("--out", default=None, metavar="PATH",
                    help="write the trained model (weights, config, final metrics) to PATH "
