@@ -268,34 +268,53 @@ def plot_spike_heatmap(label: str, captured: dict[str, torch.Tensor], path: str 
     return _save(fig, path)
 
 
+def _merge_names(lists: list[list[str]]) -> list[str]:
+    """Union of several ordered name lists, keeping each list's order (layers that only one
+    model has, e.g. ASA's operations, go after the layer that precedes them there)."""
+    out: list[str] = []
+    for names in lists:
+        pos = 0
+        for n in names:
+            if n in out:
+                pos = out.index(n) + 1
+            else:
+                out.insert(pos, n)
+                pos += 1
+    return out
+
+
 def plot_energy(runs: list[tuple[str, dict]], path: str | Path) -> Path:
     """Energy per input of each conv/linear layer (pJ, log scale): the models side by side
-    and, in grey, the ANN of the same architecture (dense MACs, one pass)."""
+    and, in grey, the ANN of the same architecture (dense MACs, one pass). Layers are matched
+    by name, so a layer only one model has (e.g. ASA's convolution) gets only its bar."""
     plt = _plt()
-    names = [list(e["layers"]) for _, e in runs]
-    L = max(len(n) for n in names)
+    names = _merge_names([list(e["layers"]) for _, e in runs])
+    L = len(names)
     R = len(runs) + 1
     fig, ax = plt.subplots(figsize=(max(5.5, 1.5 + 0.8 * L * R), 3.8))
     width = 0.8 / R
+    info: dict[str, dict] = {}
+    for _, e in runs:
+        for n, v in e["layers"].items():
+            info.setdefault(n, v)
+    positive = [v for _, e in runs for lay in e["layers"].values()
+                for v in (lay["energy_pj"], lay["ann_energy_pj"]) if v > 0]
+    floor = min(positive) / 3 if positive else 1e-3  # bars of zero energy are not drawn
     for r, (label, e) in enumerate(runs):
-        lay = list(e["layers"].values())
-        xs = np.arange(len(lay)) + (r - (R - 1) / 2) * width
-        ax.bar(xs, [max(v["energy_pj"], 1e-3) for v in lay], width, color=_COLORS[r % 4],
-               label=f"{label}: {e['energy_pj'] / 1e6:.3g} µJ / input")
-    first = list(runs[0][1]["layers"].values())
-    xs = np.arange(len(first)) + (R - 1 - (R - 1) / 2) * width
-    ax.bar(xs, [max(v["ann_energy_pj"], 1e-3) for v in first], width, color="#bbbbbb",
+        idx = [k for k, n in enumerate(names) if e["layers"].get(n, {}).get("energy_pj", 0) > 0]
+        xs = np.asarray(idx) + (r - (R - 1) / 2) * width
+        ax.bar(xs, [e["layers"][names[k]]["energy_pj"] for k in idx], width,
+               color=_COLORS[r % 4], label=f"{label}: {e['energy_pj'] / 1e6:.3g} µJ / input")
+    idx = [k for k, n in enumerate(names) if info[n]["ann_energy_pj"] > 0]
+    xs = np.asarray(idx) + (R - 1 - (R - 1) / 2) * width
+    ax.bar(xs, [info[names[k]]["ann_energy_pj"] for k in idx], width, color="#bbbbbb",
            hatch="//", edgecolor="#888888",
            label=f"ANN, same layers: {runs[0][1]['ann_energy_pj'] / 1e6:.3g} µJ / input")
-    ticks = []
-    for k in range(L):
-        ks = {n[k] for n in names if k < len(n)}
-        v = first[k] if k < len(first) else None
-        kind = f"\n{v['type']}, {v['input']} in" if v is not None else ""
-        ticks.append((ks.pop() if len(ks) == 1 else f"layer {k + 1}") + kind)
+    ticks = [f"{n}\n{info[n]['type']}, {info[n]['input']} in" for n in names]
     ax.set_xticks(range(L), ticks, rotation=20 if L > 4 else 0, ha="right" if L > 4 else "center",
                   fontsize=8)
     ax.set_yscale("log")
+    ax.set_ylim(bottom=floor)
     ax.set_xlabel("conv / linear layer (input: spikes → accumulates, analog → MACs)")
     ax.set_ylabel("energy per input (pJ)")
     ax.set_title("Energy per layer: 4.6 pJ · MACs + 0.9 pJ · SOPs" if _default_costs(runs)
