@@ -203,6 +203,7 @@ def main() -> None:
     ap.add_argument("--step-rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    ap.add_argument("--note", default="", help="text added to the BENCHMARKS.md section")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     P = peers()
@@ -257,7 +258,7 @@ def main() -> None:
             table,
             "",
             verdict,
-        ]))
+        ] + (["", args.note] if args.note else [])))
 
 
 if __name__ == "__main__":
