@@ -49,13 +49,15 @@ class FiringCounter:
 @torch.no_grad()
 def evaluate_snn(snn: nn.Module, data: Any, batch_size: int = 256, device: str = "cpu",
                  progress: bool = False, firing_rate: bool = True, engine: str | None = None,
-                 desc: str = "eval") -> dict:
+                 desc: str = "eval", firing_images: int | None = None) -> dict:
     """Accuracy after each step, firing rate and time per image of an SNN returning
     ``[T, B, K]``.
 
     Returns ``{"accuracy_per_step": [acc after 1..T steps] (fractions), "accuracy": final,
     "firing_rate": spikes per neuron per step (nan if not measured), "seconds_per_image":
-    forward time per image (measured without observers), "n": images}``.
+    forward time per image (measured without observers), "n": images}``. The firing rate
+    is counted in a second pass with observers, over the first ``firing_images`` images
+    (default: all).
     """
     was = snn.training
     snn.eval()
@@ -78,8 +80,14 @@ def evaluate_snn(snn: nn.Module, data: Any, batch_size: int = 256, device: str =
         raise ValueError("evaluation data is empty")
     rate = float("nan")
     if firing_rate:
+        seen = 0
         with FiringCounter(snn) as fc:
             for x, _ in iterate(data, batch_size):
+                if firing_images is not None and seen >= firing_images:
+                    break
+                if firing_images is not None:
+                    x = x[: firing_images - seen]
+                seen += int(x.shape[0])
                 snn(x.to(device), **kw)
         rate = fc.rate
     snn.train(was)
