@@ -1,33 +1,14 @@
-"""The leansnn command: help, the foundation demo on tiny data, one-line errors."""
+"""The leansnn command: help, the main job on tiny data, one-line errors."""
 
-import gzip
 import importlib
-import struct
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from leansnn.cli import main
 
 fm_mod = importlib.import_module("leansnn.data.fashion_mnist")
-
-
-def _write(path, arr):
-    arr = np.asarray(arr, dtype=np.uint8)
-    head = struct.pack(">BBBB", 0, 0, 8, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
-    with gzip.open(path, "wb") as fh:
-        fh.write(head + arr.tobytes())
-
-
-@pytest.fixture
-def tiny_root(tmp_path):
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 64), ("t10k", 32)):
-        _write(tmp_path / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
-        _write(tmp_path / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
-    return tmp_path
 
 
 def test_help_lists_commands(capsys):
@@ -37,12 +18,12 @@ def test_help_lists_commands(capsys):
     assert "demo" in capsys.readouterr().out
 
 
-def test_demo_runs_on_tiny_data(tiny_root, tmp_path, monkeypatch, capsys):
+def test_demo_runs_on_tiny_data(tiny_idx, tmp_path, monkeypatch, capsys):
     """The whole main job (shipped checkpoints, real code paths) on a tiny idx data set."""
     monkeypatch.setenv("LEANSNN_CACHE", str(tmp_path / "cache"))
     out_dir = tmp_path / "report"
     js = tmp_path / "demo.json"
-    assert main(["demo", "--root", str(tiny_root), "--test-images", "16", "--calib-images", "32",
+    assert main(["demo", "--root", str(tiny_idx), "--test-images", "16", "--calib-images", "32",
                  "--T", "1", "2", "--event-test-images", "8", "--batch-size", "8",
                  "--out", str(out_dir), "--json", str(js)]) == 0
     out = capsys.readouterr().out
