@@ -11,7 +11,8 @@ import torch
 import leansnn as ls
 
 ROOT = Path(__file__).resolve().parent.parent
-CKPT = ROOT / "pretrained" / "small_cnn_qcfs4.lsnn"
+# every shipped QCFS net whose level L is used as T
+CKPTS = sorted(p for p in (ROOT / "pretrained").glob("*_qcfs4.lsnn"))
 
 
 def _test_set():
@@ -21,11 +22,15 @@ def _test_set():
         pytest.skip(f"Fashion-MNIST test set unavailable: {e}")
 
 
-@pytest.mark.skipif(not CKPT.exists(), reason=f"{CKPT.name} not trained yet")
+def test_small_cnn_qcfs4_is_shipped():
+    assert ROOT / "pretrained" / "small_cnn_qcfs4.lsnn" in CKPTS
+
+
+@pytest.mark.parametrize("ckpt", CKPTS, ids=lambda p: p.stem)
 @torch.no_grad()
-def test_parallel_at_T_equal_L_agrees_on_every_test_image():
+def test_parallel_at_T_equal_L_agrees_on_every_test_image(ckpt):
     test = _test_set()
-    ann = ls.load(CKPT).eval()
+    ann = ls.load(ckpt).eval()
     levels = {m.levels for m in ann.modules() if isinstance(m, ls.QCFS)}
     assert len(levels) == 1
     L = levels.pop()
