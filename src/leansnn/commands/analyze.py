@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .. import data as _datasets
 from ._common import add_common, log_stream, setup, write_json
 
 NAME = "analyze"
@@ -24,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoints", nargs="+", metavar="CKPT",
                    help="one or two .lsnn checkpoints (two are compared side by side)")
     p.add_argument("--data", default="fashion_mnist",
-                   choices=["fashion_mnist", "event_fashion_mnist"],
+                   choices=sorted(_datasets.DATASETS),
                    help="test set to analyse on (default fashion_mnist)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the report")
     p.add_argument("--test-images", "--max-images", dest="max_images", type=int,

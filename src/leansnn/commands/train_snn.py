@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import data as _datasets
 from ._common import add_common, log_stream, positive, setup
 
 NAME = "train-snn"
@@ -25,7 +26,7 @@ HELP = "train a LIF SNN (optionally with ASA) on event or static Fashion-MNIST"
 EXAMPLE = ("leansnn train-snn --model lif_snn_a --attention asa --data event_fashion_mnist "
            "--T 8 --epochs 5 --train-images 5000 --out asa.lsnn")
 
-DATASETS = ("event_fashion_mnist", "fashion_mnist")
+DATASETS = tuple(sorted(_datasets.DATASETS))  # names from the data-set registry
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
