@@ -38,6 +38,11 @@ def test_train_snn_json_checkpoint_and_resume(tmp_path):
     r = json.loads(js.read_text())
     assert [h["epoch"] for h in r["history"]] == [1, 2]
     assert r["history"][0]["loss"] == pytest.approx(r1["history"][0]["loss"])
+    # rerunning continues by default (as after Ctrl-C); --no-resume starts over
+    assert main(args + ["--epochs", "3"]) == 0
+    assert [h["epoch"] for h in json.loads(js.read_text())["history"]] == [1, 2, 3]
+    assert main(args + ["--epochs", "1", "--no-resume"]) == 0
+    assert [h["epoch"] for h in json.loads(js.read_text())["history"]] == [1]
     f = r["final"]
     assert 0.0 <= f["test_accuracy"] <= 1.0
     rates = f["layer_rates"]

@@ -88,6 +88,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="where to write the trained model (.lsnn)")
     p.add_argument("--checkpoint", default=None,
                    help="resumable per-epoch checkpoint (default <out>.train)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from --checkpoint (the default when the file exists)")
     p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint "
                    "exists")
     p.add_argument("--epochs", type=int, default=10)
@@ -108,6 +110,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     setup(args)
+    if args.resume and args.no_resume:
+        raise ValueError("--resume and --no-resume contradict each other")
     positive(args, "levels", "epochs", "batch_size", "train_images", "test_images")
     res = train_ann(args.model, args.activation, args.levels, args.threshold, args.out,
                     epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,

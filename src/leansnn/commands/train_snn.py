@@ -60,7 +60,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write the trained model (weights, config, final metrics) to PATH "
                         "(.lsnn, loadable with leansnn.load)")
     p.add_argument("--checkpoint", default=None, help="checkpoint file, written every epoch")
-    p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from --checkpoint (the default when the file exists)")
+    p.add_argument("--no-resume", action="store_true",
+                   help="start over even if --checkpoint exists (it is overwritten)")
     add_common(p, device_auto=True,
                json_help="write history, final metrics and per-layer rates as JSON to PATH "
                          "(no PATH or '-': stdout)")
@@ -143,6 +146,8 @@ def train(args: argparse.Namespace) -> dict:
         raise ValueError(f"--T must be >= 1, got {args.T}")
     if args.resume and not args.checkpoint:
         raise ValueError("--resume needs --checkpoint PATH")
+    if args.resume and args.no_resume:
+        raise ValueError("--resume and --no-resume contradict each other")
     setup(args)
     positive(args, "T", "epochs", "batch_size", "train_subset", "test_subset", "size")
     info = D.init(args.device)
@@ -190,7 +195,8 @@ def train(args: argparse.Namespace) -> dict:
                   f"test items, {info.world_size} process(es), device {info.device}", flush=True)
         t0 = time.perf_counter()
         res = fit(model, train_set, test_set, cfg, checkpoint=args.checkpoint,
-                  resume=args.resume, device=info.device, progress=not args.quiet,
+                  resume=bool(args.checkpoint) and not args.no_resume, device=info.device,
+                  progress=not args.quiet,
                   on_epoch=on_epoch)
         rates.remove()
         hist = res["history"]
