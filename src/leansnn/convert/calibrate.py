@@ -100,7 +100,9 @@ class CalibrationConfig:
         set keeps ``phi = 0`` (its mean is too poorly estimated to rescale).
     search: per ReLU channel, shrink the recorded threshold to ``alpha * theta_c`` with the
         ``alpha`` in ``{1, 0.95, ..., 0.25}`` that minimises the squared error between DA-QCFS
-        at ``T`` and the reference activation on the first ``search_images`` images (coarse
+        at ``T`` and the reference activation on the first ``search_images`` images (default
+        ``None``: all calibration images; on the shipped ReLU small CNN 1,024 images gave
+        0.1 point more at T = 4, 8, 16 than the first 256) (coarse
         ``T`` wastes levels on rare large activations). The reference stays the activation
         clipped at the recorded threshold.
     """
@@ -112,7 +114,7 @@ class CalibrationConfig:
     calibrate: bool = True
     min_spikes: float = 4.0
     search: bool = False
-    search_images: int = 256
+    search_images: int | None = None
     fit: str = "both"
 
     def __post_init__(self) -> None:
@@ -129,7 +131,7 @@ class CalibrationConfig:
             raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}")
         if self.fit not in ("both", "psi", "phi"):
             raise ValueError(f"fit must be 'both', 'psi' or 'phi', got {self.fit!r}")
-        if self.search_images < 1:
+        if self.search_images is not None and self.search_images < 1:
             raise ValueError(f"search_images must be >= 1, got {self.search_images!r}")
         if self.min_spikes < 0:
             raise ValueError(f"min_spikes must be >= 0, got {self.min_spikes!r}")
@@ -459,14 +461,14 @@ _ALPHAS = tuple(1.0 - 0.05 * i for i in range(16))
 
 
 def _search_thresholds(zd: list[torch.Tensor], a_ref: list[torch.Tensor], th: torch.Tensor,
-                       psi: torch.Tensor, T: int, images: int) -> torch.Tensor:
+                       psi: torch.Tensor, T: int, images: int | None) -> torch.Tensor:
     """Per channel, ``alpha * th`` minimising ``E[(DA_T(z_d) - a_ref)^2]`` on ``images``."""
     zs, rs, n = [], [], 0
     for z, a in zip(zd, a_ref, strict=True):
         zs.append(z)
         rs.append(a)
         n += z.shape[0]
-        if n >= images:
+        if images is not None and n >= images:
             break
     best_err, best = None, th
     for alpha in _ALPHAS:
