@@ -104,6 +104,7 @@ def conversion_table(args: argparse.Namespace, pre: Path, log) -> list[dict]:
                widths), file=log)
     for fname, label, methods in CONVERSION_NETS:
         ann = ls.load(_need(pre / fname)).eval().to(args.device)
+        levels = _levels(ann)
         t0 = time.perf_counter()
         ev = evaluate(ann, test, batch_size=args.batch_size, device=args.device)
         ann_ms = 1e3 * (time.perf_counter() - t0) / ev["n"]
@@ -149,7 +150,7 @@ def conversion_table(args: argparse.Namespace, pre: Path, log) -> list[dict]:
                 ms = 1e3 * r["seconds_per_image"]
                 rows.append(dict(net=label, method=method, T=T, accuracy=r["accuracy"],
                                  ms_per_image=ms, firing_rate=r["firing_rate"],
-                                 conversion_seconds=conv_s, levels=_levels(ann)))
+                                 conversion_seconds=conv_s, levels=levels))
                 print(_row(["", method, T, f"{100 * r['accuracy']:.2f} %",
                             f"{100 * (r['accuracy'] - ann_acc):+.2f}", f"{ms:.3f}",
                             f"{ms / ann_ms:.2f}", f"{r['firing_rate']:.4f}"], widths),

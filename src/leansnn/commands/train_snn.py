@@ -13,13 +13,11 @@ the history and per-layer firing rates. Under ``torchrun`` it trains data-parall
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 from typing import Any
 
 from .. import data as _datasets
-from ._common import add_common, log_stream, positive, setup
+from ._common import add_common, log_stream, positive, setup, write_json
 
 NAME = "train-snn"
 HELP = "train a LIF SNN (optionally with ASA) on event or static Fashion-MNIST"
@@ -142,8 +140,6 @@ def train(args: argparse.Namespace) -> dict:
     from leansnn import distributed as D
     from leansnn.train import TrainConfig, fit
 
-    if args.T < 1:
-        raise ValueError(f"--T must be >= 1, got {args.T}")
     if args.resume and not args.checkpoint:
         raise ValueError("--resume needs --checkpoint PATH")
     if args.resume and args.no_resume:
@@ -232,8 +228,6 @@ def train(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from leansnn.checkpoint import atomic_write
-
     report = train(args)
     if report["final"] is None:
         return 0
@@ -241,10 +235,5 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"test accuracy {100 * f['test_accuracy']:.2f} % | NASFR {f['nasfr']:.4f} | "
               f"{f['parameters']} parameters", file=log_stream(args))
-    if args.json:
-        text = json.dumps(report, indent=1, default=str)
-        if args.json == "-":
-            print(text)
-        else:
-            atomic_write(Path(args.json), lambda tmp: Path(tmp).write_text(text))
+    write_json(args, report)
     return 0
