@@ -88,7 +88,8 @@ def run_net(label: str, path: Path, args, train, test, serial_test, lines: list[
     rows = []
     for T in args.T:
         t0 = time.perf_counter()
-        snn = ls.convert(ann, T=T, method="calibrated", search=not args.no_search, **calib_kw)
+        snn = ls.convert(ann, T=T, method="calibrated", search=not args.no_search,
+                         amplitude=args.amplitude, **calib_kw)
         secs = time.perf_counter() - t0
         acc = evaluate_snn(snn, test, firing_rate=False)["accuracy"]
         if T == 4 and not summary_out:
@@ -123,7 +124,8 @@ def run_net(label: str, path: Path, args, train, test, serial_test, lines: list[
     lines.append(f"### {label} (`{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}`)"
                  f"\n\nANN test accuracy **{pct(ann_acc)} %** ({len(test)} test images). "
                  f"Calibration on {args.calib_images} unlabeled training images"
-                 f"{' (no threshold search)' if args.no_search else ', threshold search on'}.\n")
+                 f"{' (no threshold search)' if args.no_search else ', threshold search on'}"
+                 f"{', least-squares amplitudes' if args.amplitude == 'ls' else ''}.\n")
     lines.append(md_table(["T", "calibrated parallel % (vs ANN)",
                            "parallel, recorded thresholds, no calibration %",
                            "conversion time s"], rows))
@@ -191,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
                                                  "pretrained/resnet20_qcfs8.lsnn"])
     p.add_argument("--T", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     p.add_argument("--calib-images", type=int, default=1024)
+    p.add_argument("--amplitude", default="mean", choices=["mean", "ls"],
+                   help="how phi is fitted (CalibrationConfig.amplitude; default mean)")
     p.add_argument("--no-search", action="store_true",
                    help="calibrate without the per-channel threshold scale search")
     p.add_argument("--momentum-images", type=int, default=60000,

@@ -6,6 +6,11 @@ Usage (each run is resumable; rerun the same command after an interruption)::
     nice -n 10 .venv/bin/python scripts/train_pretrained.py --models resnet20 --epochs 30
     nice -n 10 .venv/bin/python scripts/train_pretrained.py --only qcfs4 --models small_cnn
 
+    # a second cosine cycle from the shipped weights (fine-tuning; the new file keeps the
+    # first run's history under meta["init_from"]):
+    nice -n 10 .venv/bin/python scripts/train_pretrained.py --models resnet20 --only qcfs4 \
+        --init-from pretrained --epochs 9 --lr 0.02 --out-dir OUT
+
 Writes ``pretrained/<model>_<variant>.lsnn`` (weights + config + test accuracy, loadable with
 ``leansnn.load``) and appends one line per model to ``pretrained/RESULTS.md``.
 """
@@ -28,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=None,
                    help="default: 12 for small_cnn, 30 for resnet20")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--lr", type=float, default=0.05, help="peak SGD learning rate (default 0.05)")
+    p.add_argument("--init-from", default=None, metavar="DIR",
+                   help="start each net from DIR/<model>_<variant>.lsnn (fine-tuning) instead "
+                        "of a random initialisation")
     p.add_argument("--out-dir", default=str(ROOT / "pretrained"))
     p.add_argument("--state-dir", default=None,
                    help="folder for the resumable per-epoch training state "
@@ -49,10 +58,18 @@ def main(argv: list[str] | None = None) -> int:
             out = out_dir / f"{model}_{variant}.lsnn"
             cmd = (f"scripts/train_pretrained.py --models {model} --only {variant} "
                    f"--epochs {epochs}")
+            init, suffix = None, ""
+            if args.init_from:
+                suffix = "_ft"
+                init = Path(args.init_from) / f"{model}_{variant}.lsnn"
+                cmd += f" --init-from {args.init_from}"
+            if args.lr != 0.05:
+                cmd += f" --lr {args.lr:g}"
             print(f"== {model} {variant}: {epochs} epochs -> {out}", flush=True)
             res = train_ann(model, act, levels, 3.0, out, epochs=epochs, batch_size=128,
-                            optimizer="sgd", lr=0.05, weight_decay=5e-4, augment="flip_crop",
-                            checkpoint=state_dir / f"{model}_{variant}.train",
+                            optimizer="sgd", lr=args.lr, weight_decay=5e-4,
+                            augment="flip_crop", init_from=init,
+                            checkpoint=state_dir / f"{model}_{variant}{suffix}.train",
                             note=f"{model} {variant} on Fashion-MNIST ({cmd})")
             line = (f"| {model} | {variant} | {100 * res['test_accuracy']:.2f} % | {epochs} | "
                     f"{res['seconds'] / 60:.0f} min | `{cmd}` |\n")

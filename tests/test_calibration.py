@@ -223,6 +223,25 @@ def test_threshold_search_reduces_the_error_at_T1():
     assert bool((th_s <= th_p + 1e-6).all()) and bool((th_s < th_p).any())
 
 
+@pytest.mark.parametrize("search", [False, True])
+def test_least_squares_amplitude_minimises_each_channels_error(search):
+    # one activation site on exact inputs: with the same quantiser, the least-squares
+    # amplitude can only lower each channel's squared error (and with the search, its
+    # candidates are scored with that amplitude, so the minimum is no larger either)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 6), nn.ReLU()).eval()
+    x = torch.randn(512, 8)
+    with torch.no_grad():
+        ref = net(x)
+        errs = {}
+        for amp in ("mean", "ls"):
+            snn = ls.convert(net, T=3, method="calibrated", calib_data=x, search=search,
+                             amplitude=amp, progress=False)
+            errs[amp] = (snn(x).mean(0) - ref).square().mean(0)
+    assert bool((errs["ls"] <= errs["mean"] + 1e-7).all())
+    assert bool((errs["ls"] < errs["mean"] - 1e-6).any())
+
+
 def test_momentum_mode_with_zero_momentum_and_one_batch_equals_sequential():
     net, x = make_net(), data(64)
     a = ls.convert(net, T=3, method="calibrated", calib_data=x, progress=False)
@@ -275,7 +294,7 @@ def test_qcfs_net_at_L_ne_T_calibration_reduces_the_mean_error(T):
 
 def test_config_validation():
     for bad in (dict(mode="ema"), dict(percentile=0), dict(percentile=101.0),
-                dict(momentum=1.0), dict(batch_size=0), dict(fit="x")):
+                dict(momentum=1.0), dict(batch_size=0), dict(fit="x"), dict(amplitude="x")):
         with pytest.raises(ValueError):
             CalibrationConfig(**bad)
 

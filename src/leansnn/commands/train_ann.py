@@ -31,12 +31,15 @@ def train_ann(model: str = "small_cnn", activation: str = "qcfs", levels: int = 
               seed: int = 0, data: str | None = None,
               checkpoint: str | Path | None = None, resume: bool = True, device: str = "cpu",
               progress: bool = True, model_kwargs: dict[str, Any] | None = None,
-              note: str = "") -> dict:
+              note: str = "", init_from: str | Path | None = None) -> dict:
     """Train ``model`` with ``activation`` (``"relu"`` or ``"qcfs"`` with ``levels`` and an
     initial ``threshold``) on Fashion-MNIST and save it to ``out``.
 
     The resumable per-epoch checkpoint is ``checkpoint`` (default ``<out>.train``); rerunning
-    with ``resume=True`` continues an interrupted run. Returns ``{"model", "history",
+    with ``resume=True`` continues an interrupted run. ``init_from`` (a ``.lsnn`` file of the
+    same model and activation) starts from its weights instead of a random initialisation
+    (a second cosine cycle, "fine-tuning"); its training history is kept in the metadata
+    under ``init_from``. Returns ``{"model", "history",
     "test_accuracy" (fraction), "seconds", "path"}``.
     """
     import torch
@@ -58,6 +61,9 @@ def train_ann(model: str = "small_cnn", activation: str = "qcfs", levels: int = 
     act: Any = ls.QCFS(levels=levels, threshold=threshold) if activation == "qcfs" else "relu"
     net = ls.models.create(model, num_classes=10, in_channels=1, activation=act,
                            **(model_kwargs or {}))
+    init_meta = None
+    if init_from is not None:
+        init_meta = _init_weights(net, Path(init_from))
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
                       weight_decay=weight_decay, schedule="cosine", augment=augment, seed=seed)
     t0 = time.perf_counter()
@@ -72,11 +78,31 @@ def train_ann(model: str = "small_cnn", activation: str = "qcfs", levels: int = 
     hist = res["history"]
     acc = hist[-1]["test_accuracy"]
     net.eval()
+    meta = {"test_accuracy": acc, "history": hist, "train_config": asdict(cfg),
+            "torch": torch.__version__}
+    if init_meta is not None:
+        meta["init_from"] = init_meta
     ls.save(net, out, note=note or f"{model} ({activation}{levels if activation == 'qcfs' else ''})"
-            f" on Fashion-MNIST", meta={"test_accuracy": acc, "history": hist,
-                                        "train_config": asdict(cfg), "torch": torch.__version__})
+            f" on Fashion-MNIST", meta=meta)
     return {"model": net, "history": hist, "test_accuracy": acc, "seconds": seconds,
             "path": out}
+
+
+def _init_weights(net: Any, path: Path) -> dict:
+    """Load the weights of the ``.lsnn`` file ``path`` into ``net`` (same model and activation
+    required); return a summary of where they came from for the new file's metadata."""
+    import leansnn as ls
+
+    src = ls.load(path)
+    mine, theirs = getattr(net, "leansnn_config", None), src.leansnn_meta.get("config")
+    if mine != theirs:
+        raise ValueError(f"--init-from {path}: it holds {theirs}, but this run trains {mine}; "
+                         "give a checkpoint of the same model, activation and levels")
+    net.load_state_dict(src.state_dict())
+    m = src.leansnn_meta.get("meta", {})
+    return {"path": path.name, "note": src.leansnn_meta.get("note", ""),
+            "test_accuracy": m.get("test_accuracy"), "history": m.get("history"),
+            "train_config": m.get("train_config"), "init_from": m.get("init_from")}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -93,6 +119,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint "
                    "exists")
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--init-from", default=None, metavar="CKPT",
+                   help="start from the weights of this .lsnn file (same model, activation and "
+                        "levels) instead of a random initialisation: fine-tuning")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
     p.add_argument("--lr", type=float, default=0.05)
@@ -118,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
                     lr=args.lr, weight_decay=args.weight_decay, augment=args.augment,
                     train_images=args.train_images, test_images=args.test_images,
                     seed=args.seed, data=args.root,
-                    checkpoint=args.checkpoint, resume=not args.no_resume, device=args.device)
+                    checkpoint=args.checkpoint, resume=not args.no_resume, device=args.device,
+                    init_from=args.init_from)
     print(f"test accuracy {100 * res['test_accuracy']:.2f} % after {len(res['history'])} "
           f"epochs ({res['seconds']:.0f} s); saved {res['path']}", file=log_stream(args))
     write_json(args, {"test_accuracy": res["test_accuracy"], "history": res["history"],
