@@ -45,3 +45,36 @@ def test_convert_command_errors(tiny_ckpt, capsys):
     assert main(["convert", str(tiny_ckpt), "--method", "nope"]) == 2
     assert main(["convert", str(tiny_ckpt), "--T", "0"]) == 2
     assert main(["convert", str(tiny_ckpt) + ".missing"]) == 2
+
+
+def test_train_ann_init_from_starts_from_the_given_weights(tiny_ckpt, tmp_path, capsys):
+    import torch
+
+    from leansnn.commands.train_ann import _init_weights
+
+    src = ls.load(tiny_ckpt)
+    net = ls.models.create("small_cnn", num_classes=10, in_channels=1,
+                           activation=ls.QCFS(levels=2, threshold=3.0))
+    info = _init_weights(net, tiny_ckpt)
+    for k, v in src.state_dict().items():
+        torch.testing.assert_close(net.state_dict()[k], v)
+    assert info["path"] == tiny_ckpt.name and len(info["history"]) == 1
+
+    out = tmp_path / "ft.lsnn"
+    rc = main(["train-ann", "--model", "small_cnn", "--activation", "qcfs", "--levels", "2",
+               "--out", str(out), "--epochs", "1", "--train-images", "128",
+               "--test-images", "64", "--threads", "1", "--init-from", str(tiny_ckpt),
+               "--lr", "0.01"])
+    assert rc == 0
+    meta = ls.load(out).leansnn_meta["meta"]
+    assert meta["init_from"]["test_accuracy"] == src.leansnn_meta["meta"]["test_accuracy"]
+    assert meta["train_config"]["lr"] == 0.01
+
+    # a checkpoint of another configuration is refused with one line naming both
+    rc = main(["train-ann", "--model", "small_cnn", "--activation", "qcfs", "--levels", "4",
+               "--out", str(tmp_path / "x.lsnn"), "--epochs", "1", "--train-images", "64",
+               "--threads", "1", "--init-from", str(tiny_ckpt)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "--init-from" in err and "same model" in err
+    assert not (tmp_path / "x.lsnn").exists()
