@@ -484,12 +484,7 @@ def _candidate_error(zs: list[torch.Tensor], rs: list[torch.Tensor], t: torch.Te
                 dim=_red_dims(z), dtype=torch.float64)
             err = e if err is None else err + e
         return err.reshape(t.shape)
-    snn = sna = 0.0
-    for z, a in zip(zs, rs, strict=True):
-        c = _counts(z, t, shift, T)
-        d = _red_dims(z)
-        snn = snn + c.square().sum(dim=d, dtype=torch.float64)
-        sna = sna + (c * a).sum(dim=d, dtype=torch.float64)
+    snn, sna = _count_moments([_counts(z, t, shift, T) for z in zs], rs)
     g = torch.where(snn > 0, sna / snn.clamp_min(1e-30), t.reshape(-1).double() / T)
     return (g * g * snn - 2 * g * sna + sums).reshape(t.shape)
 
@@ -527,11 +522,20 @@ def _search_thresholds(zd: list[torch.Tensor], a_ref: list[torch.Tensor], th: to
     return best
 
 
+def _count_moments(ns: list[torch.Tensor], a: list[torch.Tensor]
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per channel ``(sum n^2, sum n a)`` over the chunks: the least-squares amplitude's
+    sufficient statistics."""
+    snn = sum(n.square().sum(dim=_red_dims(n), dtype=torch.float64) for n in ns)
+    sna = sum((n * x).sum(dim=_red_dims(n), dtype=torch.float64)
+              for n, x in zip(ns, a, strict=True))
+    return snn, sna
+
+
 def _fit_amp_ls(ns: list[torch.Tensor], a: list[torch.Tensor], th: torch.Tensor, T: int
                 ) -> torch.Tensor:
     """Least-squares amplitude shift: ``phi`` minimising ``E[((th+phi) n/T - a)^2]``."""
-    snn = sum(n.square().sum(dim=_red_dims(n), dtype=torch.float64) for n in ns)
-    sna = sum((n * x).sum(dim=_red_dims(n), dtype=torch.float64) for n, x in zip(ns, a))
+    snn, sna = _count_moments(ns, a)
     t = th.reshape(-1).double()
     amp = torch.where(snn > 0, T * sna / snn.clamp_min(1e-30), t)
     return (amp - t).to(th.dtype)
