@@ -418,3 +418,24 @@ def test_reused_module_gets_one_neuron_per_call_and_relu6():
     r6 = lambda z: ls.conversion.qcfs(z, torch.tensor(6.0, dtype=D), 4)  # noqa: E731
     want = ann.fc(r6(q(ann.c2(q(ann.c1(x)))) * 9))
     assert torch.allclose(y.mean(0), want.detach(), atol=1e-9)
+
+
+def test_fuse_batchnorm_leaves_a_callable_graph_equal_to_the_ann():
+    # the traced module itself (what a conversion method sees as ctx.model) must not keep
+    # calling the erased batch norms after their statistics were folded into the conv
+    from leansnn.convert.converter import fuse_batchnorm, trace
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(4 * 6 * 6, 3), nn.BatchNorm1d(3))
+    with torch.no_grad():
+        for bn in (net[1], net[5]):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 3)
+            bn.weight.uniform_(0.5, 2)
+    net.eval()
+    gm = trace(copy.deepcopy(net))
+    assert fuse_batchnorm(gm) == 2
+    x = torch.randn(5, 1, 6, 6)
+    with torch.no_grad():
+        assert torch.allclose(gm(x), net(x), atol=1e-5)

@@ -323,6 +323,8 @@ def fuse_batchnorm(gm: fx.GraphModule) -> int:
         node.replace_all_uses_with(prev)
         gm.graph.erase_node(node)
         folded += 1
+    if folded:  # the generated forward must stop calling the erased batch norms
+        gm.recompile()
     return folded
 
 
