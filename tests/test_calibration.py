@@ -207,6 +207,41 @@ def test_calibration_reduces_the_mean_error_at_low_T():
     assert _mean_output_error(cal, net, x) < 0.5 * _mean_output_error(raw, net, x)
 
 
+def _output_mse(snn, net, x) -> float:
+    with torch.no_grad():
+        return float(((snn(x, engine="fast").mean(0) - net(x)) ** 2).mean())
+
+
+@pytest.mark.parametrize("T", [1, 2])
+def test_refinement_reduces_the_output_error_and_keeps_exact_neurons(T):
+    net, x = make_net(), data(256)
+    kw = dict(calib_data=x, progress=False)
+    cal = ls.convert(net, T=T, method="calibrated", **kw)
+    ref = ls.convert(net, T=T, method="calibrated", refine_steps=60, refine_lr=0.01, **kw)
+    assert _output_mse(ref, net, x) < 0.9 * _output_mse(cal, net, x)
+    # the refined parameters are still channel-wise parallel neurons on the exact fast path,
+    # equal to the DA-QCFS activation they stand for, in both engines
+    assert ref.fast_path_status()[0]
+    da = _da_ann(ref)
+    xt = data(40, seed=7)
+    with torch.no_grad():
+        want = da(xt)
+        torch.testing.assert_close(ref(xt, engine="fast").mean(0), want, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(ref(xt, engine="simulate").mean(0), want, rtol=1e-4,
+                                   atol=1e-4)
+    for _, n in ref.named_neurons():
+        assert bool((n.threshold > 0).all())
+
+
+def test_refinement_is_deterministic():
+    net, x = make_net(), data(128)
+    a, b = (ls.convert(net, T=2, method="calibrated", calib_data=x, refine_steps=10,
+                       progress=False) for _ in range(2))
+    for (_, na), (_, nb) in zip(a.named_neurons(), b.named_neurons(), strict=True):
+        assert torch.equal(na.threshold, nb.threshold) and torch.equal(na.shift, nb.shift)
+        assert torch.equal(na.amplitude, nb.amplitude)
+
+
 def test_threshold_search_reduces_the_error_at_T1():
     net, x = make_net(), data(256)
     plain = ls.convert(net, T=1, method="calibrated", calib_data=x, search=False,
@@ -294,7 +329,9 @@ def test_qcfs_net_at_L_ne_T_calibration_reduces_the_mean_error(T):
 
 def test_config_validation():
     for bad in (dict(mode="ema"), dict(percentile=0), dict(percentile=101.0),
-                dict(momentum=1.0), dict(batch_size=0), dict(fit="x"), dict(amplitude="x")):
+                dict(momentum=1.0), dict(batch_size=0), dict(fit="x"), dict(amplitude="x"),
+                dict(refine_steps=-1), dict(refine_steps=True), dict(refine_steps=2.0),
+                dict(refine_lr=0.0), dict(refine_lr=float("nan"))):
         with pytest.raises(ValueError):
             CalibrationConfig(**bad)
 

@@ -41,6 +41,19 @@ def test_convert_command_table(tiny_ckpt, capsys):
     assert all(0.0 <= float(r[-1]) <= 1.0 for r in rows)  # firing rate
 
 
+def test_convert_command_calibrated_with_refinement(tiny_ckpt, capsys):
+    rc = main(["convert", str(tiny_ckpt), "--T", "2", "--method", "calibrated",
+               "--calib-images", "64", "--refine-steps", "3", "--test-images", "64",
+               "--no-firing-rate", "--threads", "1"])
+    assert rc == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()
+            if line.startswith("calibrated")]
+    assert [(r[0], r[1]) for r in rows] == [("calibrated", "2")]
+    assert main(["convert", str(tiny_ckpt), "--method", "calibrated",
+                 "--refine-steps", "-1"]) == 2
+    assert "--refine-steps must be >= 0" in capsys.readouterr().err
+
+
 def test_convert_command_errors(tiny_ckpt, capsys):
     assert main(["convert", str(tiny_ckpt), "--method", "nope"]) == 2
     assert main(["convert", str(tiny_ckpt), "--T", "0"]) == 2
