@@ -40,7 +40,9 @@ Use::
 
     snn = ls.convert(ann, T=4, method="calibrated", calib_data=train_set, calib_images=1024)
     # options: percentile=99.99, search=False (keep the recorded thresholds), mode="momentum",
-    # calibrate=False (recorded thresholds only)
+    # calibrate=False (recorded thresholds only), refine_steps=300 (after the layer-by-layer
+    # fit, tune every channel's threshold, shift and amplitude so that the network's output
+    # matches the ANN's on the calibration images; still label-free, the weights untouched)
     calibration_summary(snn)     # per layer: channels, mean theta, mean |psi|, mean |phi|
 
 Also :func:`record_thresholds` (per-channel thresholds for ``method="parallel"`` /
