@@ -117,12 +117,14 @@ def run_net(label: str, path: Path, args, train, test, serial_test, lines: list[
     if args.refine_steps:
         head += [f"calibrated + {args.refine_steps} refinement steps % (vs ANN)",
                  "conversion time with refinement s"]
+    where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    lines.append(f"### {label} (`{where}`)\n\nANN test accuracy **{pct(ann_acc)} %** "
+                 f"({len(test)} test images). "
+                 f"Calibration on {args.calib_images} unlabeled training images"
+                 f"{' (no threshold search)' if args.no_search else ', threshold search on'}"
+                 f"{', least-squares amplitudes' if args.amplitude == 'ls' else ''}.\n")
+    lines.append(md_table(head, rows))
     if args.no_baselines:
-        where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
-        lines.append(f"### {label} (`{where}`)\n\nANN test accuracy **{pct(ann_acc)} %** "
-                     f"({len(test)} test images). "
-                     f"Calibration on {args.calib_images} unlabeled training images.\n")
-        lines.append(md_table(head, rows))
         lines.append("")
         return
     # serial IF and SpikingJelly: causal, one run at the largest T
@@ -145,12 +147,6 @@ def run_net(label: str, path: Path, args, train, test, serial_test, lines: list[
         if sj[mode]:
             print(f"  SJ {mode}:", [pct(sj[mode][t - 1]) for t in SERIAL_REPORT], flush=True)
     n_serial = len(serial_test)
-    lines.append(f"### {label} (`{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}`)"
-                 f"\n\nANN test accuracy **{pct(ann_acc)} %** ({len(test)} test images). "
-                 f"Calibration on {args.calib_images} unlabeled training images"
-                 f"{' (no threshold search)' if args.no_search else ', threshold search on'}"
-                 f"{', least-squares amplitudes' if args.amplitude == 'ls' else ''}.\n")
-    lines.append(md_table(head, rows))
     srows = [[t, pct(s_acc[t - 1])] + [pct(sj[m][t - 1]) if sj[m] else "failed"
                                        for m in ("max", "99.9%")] for t in SERIAL_REPORT]
     lines.append(f"\nStep-by-step baselines ({n_serial} test images; accuracy after t steps of "

@@ -52,6 +52,7 @@ networks converted at ``T != L``).
 
 from __future__ import annotations
 
+import copy
 import math
 import operator
 import time
@@ -71,6 +72,7 @@ from .converter import (
     _site_input,
     find_activation_sites,
     register_method,
+    replace_sites,
     trace,
 )
 from .neurons import ParallelIF
@@ -760,22 +762,11 @@ def _refine(gm: fx.GraphModule, sites: list[ActivationSite], das: dict[str, DAQC
             ) -> dict[str, DAQCFS]:
     """Tune (theta, shift, amplitude) of every site so the DA network's output matches the
     ANN's (MSE) on ``inputs``; returns new :class:`DAQCFS` modules."""
-    import copy
-
+    if not sites:  # nothing to tune
+        return das
     net = copy.deepcopy(gm)
-    graph = net.graph
-    by_name = {n.name: n for n in graph.nodes}
-    tun: dict[str, _TunableDA] = {}
-    for i, s in enumerate(sites):
-        node, x = by_name[s.node.name], by_name[_site_input(s).name]
-        tun[s.name] = mod = _TunableDA(das[s.name])
-        net.add_submodule(f"_leansnn_refine_{i}", mod)
-        with graph.inserting_after(node):
-            new = graph.call_module(f"_leansnn_refine_{i}", (x,))
-        node.replace_all_uses_with(new)
-        graph.erase_node(node)
-    graph.lint()
-    net.recompile()
+    tun = {s.name: _TunableDA(das[s.name]) for s in sites}
+    replace_sites(net, sites, tun)
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
@@ -850,8 +841,6 @@ def record_thresholds(model: nn.Module, calib_data: Any, *, calib_batches: int |
 
 
 def _eval_copy(model: nn.Module) -> nn.Module:
-    import copy
-
     return copy.deepcopy(model).eval()
 
 

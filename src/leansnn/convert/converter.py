@@ -336,6 +336,28 @@ def _site_input(site: ActivationSite) -> fx.Node:
     return x
 
 
+def replace_sites(gm: fx.GraphModule, sites: list[ActivationSite],
+                  modules: dict[str, nn.Module], kwargs: dict | None = None) -> None:
+    """Replace every activation site of ``gm`` (in place) by a call of ``modules[site.name]``
+    on the site's input, registered under the site's name, then recompile ``gm``.
+
+    Sites are matched by node name, so they may come from the graph ``gm`` was deep-copied
+    from. ``kwargs``: extra keyword arguments of each call (e.g. ``{"mode": "folded"}``).
+    """
+    graph = gm.graph
+    by_name = {n.name: n for n in graph.nodes}
+    for s in sites:
+        node, x = by_name[s.node.name], by_name[_site_input(s).name]
+        gm.add_submodule(s.name, modules[s.name])
+        with graph.inserting_after(node):
+            new = graph.call_module(s.name, (x,), dict(kwargs or {}))
+        node.replace_all_uses_with(new)
+        graph.erase_node(node)
+    graph.lint()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+
+
 def _infer_input_dims(gm: fx.GraphModule) -> int | None:
     phs = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if not phs:
@@ -591,21 +613,12 @@ def convert(model: nn.Module, T: int, method: str = "parallel", *, engine: str =
     missing = [s.name for s in sites if s.name not in neurons]
     if missing:
         raise ConversionError(f"method {method!r} built no neuron for sites {missing}")
-    graph = gm.graph
     for s in sites:
         neuron = neurons[s.name]
         if not isinstance(neuron, SpikingNeuron):
             raise ConversionError(f"method {method!r} returned {type(neuron).__name__} for "
                                   f"{s.name}; expected a leansnn.neuron.SpikingNeuron")
-        x = _site_input(s)
-        gm.add_submodule(s.name, neuron)
-        with graph.inserting_after(s.node):
-            new = graph.call_module(s.name, (x,), {"mode": "folded"})
-        s.node.replace_all_uses_with(new)
-        graph.erase_node(s.node)
-    graph.lint()
-    gm.delete_all_unused_submodules()
-    gm.recompile()
+    replace_sites(gm, sites, neurons, {"mode": "folded"})
     snn = ConvertedSNN(gm, T, method, dims, engine)
     _record_config(snn, model, T, method, engine, dict(options, fuse_bn=fuse_bn))
     return snn
