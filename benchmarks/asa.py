@@ -46,7 +46,7 @@ def _run_args(a: argparse.Namespace, variant: str, seed: int) -> list[str]:
 
 
 def run_one(a: argparse.Namespace, variant: str, seed: int) -> dict:
-    from leansnn.checkpoint import atomic_write
+    from leansnn.base.io import atomic_write
     from leansnn.cli import build_parser
     from leansnn.commands.train_snn import train
 

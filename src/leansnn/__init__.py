@@ -5,19 +5,22 @@ docs/architecture.md for the layout. Heavier sub-packages (attention, conversion
 interop) are imported on first use.
 """
 
-__version__ = "0.1.0"
-
 import importlib as _importlib
 
 from . import data, layers, models, neuron
+from .base.version import __version__
 from .checkpoint import load, load_checkpoint, save
 from .neuron import IF, LIF, SpikingNeuron, set_debug, surrogate
+
+# the package root composes the floors: builders that live above models/ are declared here
+models.registry.register_lazy("converted", "leansnn.convert")
 
 # name -> (module, attribute or None for the module itself)
 _LAZY = {
     "ASA": ("leansnn.attention", "ASA"),
     "attention": ("leansnn.attention", None),
-    "QCFS": ("leansnn.convert", "QCFS"),
+    "QCFS": ("leansnn.activations", "QCFS"),
+    "activations": ("leansnn.activations", None),
     "convert": ("leansnn.convert", "convert"),
     "conversion": ("leansnn.convert", None),
     "analysis": ("leansnn.analysis", None),

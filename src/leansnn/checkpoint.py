@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,10 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["save", "load", "load_checkpoint", "atomic_write", "FORMAT_VERSION", "CheckpointError"]
+from .base.io import atomic_write
+from .base.version import __version__
+
+__all__ = ["save", "load", "load_checkpoint", "FORMAT_VERSION", "CheckpointError"]
 
 MAGIC = "leansnn-checkpoint"
 FORMAT_VERSION = 1
@@ -30,34 +32,6 @@ FORMAT_VERSION = 1
 
 class CheckpointError(ValueError):
     """A file could not be read as a leansnn checkpoint (the message says why)."""
-
-
-def atomic_write(path: str | os.PathLike, write_fn) -> Path:
-    """Call ``write_fn(tmp_path)`` then atomically rename ``tmp_path`` to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        # mkstemp creates 0600 files; give the result the permissions of a plain open()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 def save(
@@ -79,7 +53,7 @@ def save(
     cfg = config if config is not None else getattr(model, "leansnn_config", None)
     info = {
         "config": cfg,
-        "leansnn_version": _version(),
+        "leansnn_version": __version__,
         "note": note,
         "meta": meta or {},
     }
@@ -124,7 +98,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     ver = payload.get("format_version")
     if not isinstance(ver, int) or ver > FORMAT_VERSION:
         raise CheckpointError(
-            f"{path} has checkpoint format {ver!r}, newer than this leansnn ({_version()}, "
+            f"{path} has checkpoint format {ver!r}, newer than this leansnn ({__version__}, "
             f"format {FORMAT_VERSION}) can read; upgrade leansnn"
         )
     try:

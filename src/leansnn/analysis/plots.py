@@ -32,7 +32,7 @@ def _plt():
 
 
 def _save(fig, path: str | Path) -> Path:
-    from ..checkpoint import atomic_write
+    from ..base.io import atomic_write
 
     path = Path(path)
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..checkpoint import atomic_write
+from ..base.io import atomic_write
 from .energy import OpCounter, batch_inputs
 from .monitor import Monitor, MonitorConfig
 

@@ -62,7 +62,7 @@ def write_json(args: argparse.Namespace, obj: Any) -> None:
     if target == "-":
         print(text)
         return
-    from leansnn.checkpoint import atomic_write
+    from leansnn.base.io import atomic_write
 
     atomic_write(Path(target), lambda tmp: Path(tmp).write_text(text + "\n"))
 

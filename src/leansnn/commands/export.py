@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     import leansnn as ls
-    from leansnn.checkpoint import atomic_write
+    from leansnn.base.io import atomic_write
     from leansnn.interop import DEFAULT_DT, require_nir, to_nir
     from leansnn.interop._export import _input_is_static
 

@@ -38,6 +38,7 @@ The module object is itself callable (``leansnn.convert(model, T)`` is :func:`co
 import sys as _sys
 import types as _types
 
+from ..activations import QCFS, floor_ste, qcfs
 from . import calibrate as calibrate  # registers method "calibrated" (DA calibration)
 from .converter import (
     ActivationSite,
@@ -54,7 +55,6 @@ from .converter import (
 from .evaluate import FiringCounter, accuracy_per_step, evaluate_snn
 from .fastpath import FastPlan, build_plan
 from .neurons import ParallelIF, SerialIF
-from .qcfs import QCFS, floor_ste, qcfs
 
 __all__ = [
     "QCFS", "qcfs", "floor_ste", "ParallelIF", "SerialIF", "convert", "ConvertedSNN",

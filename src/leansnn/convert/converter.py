@@ -26,9 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from ..activations import QCFS
+from ..base.config import encode
+from ..models.registry import from_config, register
 from ..neuron import SpikingNeuron
 from .neurons import ParallelIF, SerialIF
-from .qcfs import QCFS
 
 __all__ = [
     "ActivationSite", "ConversionContext", "ConvertedSNN", "ConversionError", "convert",
@@ -631,8 +633,6 @@ def _record_config(snn: ConvertedSNN, model: nn.Module, T: int, method: str, eng
     cfg = getattr(model, "leansnn_config", None)
     if cfg is None:
         return
-    from ..models.registry import encode
-
     try:
         opts = encode({k: (v.tolist() if isinstance(v, torch.Tensor) else v)
                        for k, v in options.items()})
@@ -641,3 +641,11 @@ def _record_config(snn: ConvertedSNN, model: nn.Module, T: int, method: str, eng
     snn.leansnn_config = {"name": "converted", "kwargs": {
         "ann": cfg, "T": T, "method": method, "engine": engine, "options": opts}}
 
+
+
+@register("converted")
+def converted(ann: dict, T: int, method: str = "parallel", engine: str = "auto",
+              options: dict | None = None) -> nn.Module:
+    """Rebuild a converted SNN from its ANN's registry config (weights come from the
+    checkpoint): ``leansnn.convert(from_config(ann), T, method, **options)``."""
+    return convert(from_config(ann), T, method, engine=engine, **(options or {}))

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import torch
 
+from ..activations import quantize
 from ..neuron import SpikingNeuron
 from ..neuron import surrogate as sg
 from ..neuron.functional import check_sequence
 from ..neuron.fused import lif_fused
-from .qcfs import quantize
 
 __all__ = ["ParallelIF", "SerialIF"]
 

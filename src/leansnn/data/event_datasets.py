@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..checkpoint import atomic_write
+from ..base.io import atomic_write
 from .emulator import EmulatorSettings, emulate_batch
 from .events import frames_from_batch
 from .fashion_mnist import CLASSES, DataError, fashion_mnist

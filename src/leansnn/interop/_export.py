@@ -718,7 +718,7 @@ def to_nir(
     b.nodes["output"] = nir.Output(output_type={"output": out_shape})
     for s in out.sources:
         b.edges.append((s, "output"))
-    from .. import __version__
+    from ..base.version import __version__
 
     meta = {META_KEY: {"version": __version__, "dt": float(dt),
                        "input": "one time step of the time-major input",

@@ -5,9 +5,6 @@ Every builder takes ``num_classes``, ``in_channels`` and a pluggable ``activatio
 learnable threshold), or ``"qcfs"`` with ``levels``. Down-sampling uses average pooling or
 strided convolutions, never max pooling, so converted parallel networks keep the exact fast
 path. Input ``[B, C, H, W]`` float -> logits ``[B, num_classes]``.
-
-Also registered: ``"converted"``, which rebuilds a converted network from its ANN's config
-(what :func:`leansnn.convert` records), so ``leansnn.save`` / ``leansnn.load`` work on it.
 """
 
 from __future__ import annotations
@@ -17,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..convert.qcfs import QCFS  # registers QCFS as a configurable builder argument
-from .registry import from_config, register
+from ..activations import QCFS  # registers QCFS as a configurable builder argument
+from .registry import register
 
 __all__ = ["make_activation", "small_cnn", "vgg11", "vgg16", "resnet18", "resnet20",
            "resnet34", "BasicBlock", "CifarResNet", "VGG"]
@@ -206,13 +203,3 @@ def resnet34(num_classes: int = 10, in_channels: int = 3, activation: Any = "rel
     w = int(width)
     return CifarResNet([3, 4, 6, 3], [w, 2 * w, 4 * w, 8 * w], num_classes, in_channels,
                        activation, levels)
-
-
-@register("converted")
-def converted(ann: dict, T: int, method: str = "parallel", engine: str = "auto",
-              options: dict | None = None) -> nn.Module:
-    """Rebuild a converted SNN from its ANN's registry config (weights come from the
-    checkpoint): ``leansnn.convert(from_config(ann), T, method, **options)``."""
-    from ..convert import convert
-
-    return convert(from_config(ann), T, method, engine=engine, **(options or {}))

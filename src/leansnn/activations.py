@@ -18,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-from ..models.registry import register_configurable
+from .base.config import register_configurable
 
 __all__ = ["QCFS", "floor_ste", "qcfs", "quantize"]
 
