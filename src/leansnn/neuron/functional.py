@@ -15,21 +15,26 @@ threshold :math:`\theta` and reset potential in the units of the input current. 
 the potential compared with the threshold (what ``return_potential`` gives back). The IF
 neuron is :math:`\lambda = 1, k = 1`.
 
-``decay``, ``gain`` and ``threshold`` may be Python floats or 0-dim tensors (learnable).
-Two implementations share this contract: :func:`lif_reference` (one step at a time, plain
-autograd; short and obviously right) and :func:`leansnn.neuron.fused.lif_fused` (whole
-window in one ``autograd.Function`` with a hand-written BPTT backward, the default).
+Every parameter (``decay``, ``gain``, ``threshold``, ``v_reset``, ``v_init``) is a Python
+float or a tensor that broadcasts against one step ``x[t]`` (shape ``[B, ...]``): ``[C, 1, 1]``
+for one value per channel of ``[T, B, C, H, W]``, ``[F]`` for one per neuron of ``[T, B, F]``;
+the equations then hold per element. Gradients reach every tensor that requires them, summed
+over the broadcast dimensions (the parameter's own shape). Two implementations share this
+contract: :func:`lif_reference` (one step at a time, plain autograd; short and obviously
+right) and :func:`leansnn.neuron.fused.lif_fused` (whole window in one
+``autograd.Function`` with a hand-written BPTT backward, the default).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 
 from .surrogate import Surrogate
 
-__all__ = ["SpikeFn", "lif_reference", "lif", "check_sequence", "IMPLEMENTATIONS"]
+__all__ = [
+    "SpikeFn", "lif_reference", "lif", "check_sequence", "check_param_shapes", "IMPLEMENTATIONS",
+    "PARAM_NAMES",
+]
 
 
 class SpikeFn(torch.autograd.Function):
@@ -70,11 +75,31 @@ def check_sequence(x: object, what: str = "neuron input") -> torch.Tensor:
     return x
 
 
-@dataclass(frozen=True)
-class _Dyn:
-    hard: bool
-    v_reset: float
-    detach_reset: bool
+PARAM_NAMES = ("decay", "gain", "threshold", "v_reset", "v_init")
+
+
+def check_param_shapes(step_shape: tuple[int, ...] | torch.Size, **params) -> None:
+    """Raise ``ValueError`` unless every tensor parameter broadcasts against one step.
+
+    ``step_shape`` is the shape of ``x[t]`` (``[B, ...]``). A parameter may have fewer dims
+    and size-1 dims, but never widen the step (the potential keeps the shape of ``x[t]``).
+    Shape-only: costs no data pass.
+    """
+    step_shape = tuple(step_shape)
+    for name, p in params.items():
+        if not isinstance(p, torch.Tensor) or p.dim() == 0:
+            continue
+        try:
+            ok = torch.broadcast_shapes(p.shape, step_shape) == step_shape
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"neuron parameter {name} of shape {tuple(p.shape)} does not broadcast against "
+                f"one time step of the input, shape {step_shape} ([B, ...] of x [T, B, ...]); "
+                "use e.g. [C, 1, 1] for one value per channel of [T, B, C, H, W] or [F] for "
+                "one value per neuron of [T, B, F]"
+            )
 
 
 def lif_reference(
@@ -85,8 +110,8 @@ def lif_reference(
     surrogate: Surrogate,
     gain: float | torch.Tensor = 1.0,
     reset: str = "hard",
-    v_reset: float = 0.0,
-    v_init: float = 0.0,
+    v_reset: float | torch.Tensor = 0.0,
+    v_init: float | torch.Tensor = 0.0,
     detach_reset: bool = False,
     h0: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -94,11 +119,21 @@ def lif_reference(
 
     Args:
         x: input current ``[T, B, ...]``.
+        decay, gain, threshold, v_reset, v_init: floats or tensors broadcasting against
+            ``x[t]`` (module docstring).
+        h0: state ``h[-1]`` ``[B, ...]`` to continue from (replaces ``v_init``).
     Returns:
         ``(s, u, h_last)``: spikes ``[T, B, ...]`` in {0, 1}, potentials ``u`` ``[T, B, ...]``
         and the state after the last step ``[B, ...]``.
     """
-    h = h0 if h0 is not None else torch.full_like(x[0], float(v_init))
+    check_param_shapes(x.shape[1:], decay=decay, gain=gain, threshold=threshold,
+                       v_reset=v_reset, v_init=v_init)
+    if h0 is not None:
+        h = h0
+    elif isinstance(v_init, torch.Tensor):
+        h = torch.zeros_like(x[0]) + v_init
+    else:
+        h = torch.full_like(x[0], float(v_init))
     spikes, pots = [], []
     for t in range(x.shape[0]):
         u = decay * h + gain * x[t]
@@ -121,8 +156,8 @@ def lif(
     surrogate: Surrogate,
     gain: float | torch.Tensor = 1.0,
     reset: str = "hard",
-    v_reset: float = 0.0,
-    v_init: float = 0.0,
+    v_reset: float | torch.Tensor = 0.0,
+    v_init: float | torch.Tensor = 0.0,
     detach_reset: bool = False,
     h0: torch.Tensor | None = None,
     impl: str = "fused",

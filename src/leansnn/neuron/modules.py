@@ -2,13 +2,24 @@
 
 Every module is *stateless by default*: a call processes one whole window ``[T, B, ...]``
 starting from the initial potential ``v_init``, so there is no ``reset_net()``. Streaming
-with a carried state is explicit: pass ``h0=`` and ask for ``return_state=True``.
+with a carried state is explicit: :meth:`LIF.step` (one step ``[B, ...]`` at a time), or
+``h0=`` with ``return_state=True`` for windows.
+
+Return types, one per call signature::
+
+    lif(x)                                          -> spikes              (a tensor)
+    lif(x, return_potential=True)                   -> SpikesAndPotential(spikes, potential)
+    lif(x, return_state=True)                       -> SpikesAndState(spikes, state)
+    lif(x, return_potential=True, return_state=True) -> NeuronOutput(spikes, potential, state)
+    lif.step(x_t, state)                            -> SpikesAndState(spikes, state)
+
+The named tuples unpack like plain tuples (``s, u = lif(x, return_potential=True)``).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -16,9 +27,14 @@ from torch import nn
 from . import surrogate as sg
 from .functional import IMPLEMENTATIONS, check_sequence
 
-__all__ = ["LIFParams", "SpikingNeuron", "LIF", "IF", "set_debug"]
+__all__ = [
+    "LIFParams", "SpikingNeuron", "LIF", "IF", "set_debug", "NeuronOutput", "SpikesAndPotential",
+    "SpikesAndState",
+]
 
 _DEBUG = {"check_finite": False}
+
+Param = float | torch.Tensor
 
 
 def set_debug(check_finite: bool = True) -> None:
@@ -26,44 +42,116 @@ def set_debug(check_finite: bool = True) -> None:
     _DEBUG["check_finite"] = bool(check_finite)
 
 
+class SpikesAndPotential(NamedTuple):
+    """``lif(x, return_potential=True)``: spikes and potentials, both ``[T, B, ...]``."""
+
+    spikes: torch.Tensor
+    potential: torch.Tensor
+
+
+class SpikesAndState(NamedTuple):
+    """``lif(x, return_state=True)`` (spikes ``[T, B, ...]``) and ``lif.step`` (spikes
+    ``[B, ...]``), with the state ``h`` ``[B, ...]`` after the last step."""
+
+    spikes: torch.Tensor
+    state: torch.Tensor
+
+
+class NeuronOutput(NamedTuple):
+    """``lif(x, return_potential=True, return_state=True)``."""
+
+    spikes: torch.Tensor
+    potential: torch.Tensor
+    state: torch.Tensor
+
+
 @dataclass(frozen=True)
 class LIFParams:
-    """Validated neuron parameters (potential units are those of the input current).
+    """The effective parameters of a LIF/IF neuron (``LIF.params``); potentials are in the
+    units of the input current.
 
     decay: leak factor lambda in [0, 1] per step (1 = no leak, IF).
-    gain: input gain k (1, or 1/tau in the tau discretisation).
+    gain: input gain k > 0 (1, or 1/tau in the tau discretisation).
     threshold: firing threshold theta > 0.
     reset: ``"hard"`` (to ``v_reset``) or ``"soft"`` (subtract theta).
+    v_reset: potential after a spike (hard reset).
     v_init: potential before the first step.
     detach_reset: stop the gradient through the reset term.
+
+    Each of the five numbers is a float or a tensor broadcasting against one step ``x[t]``
+    (learnable ones carry their autograd graph). Floats are checked here; tensors are checked
+    once, when a neuron is built.
     """
 
-    decay: float
-    gain: float
-    threshold: float
+    decay: Param
+    gain: Param
+    threshold: Param
     reset: str = "hard"
-    v_reset: float = 0.0
-    v_init: float = 0.0
+    v_reset: Param = 0.0
+    v_init: Param = 0.0
     detach_reset: bool = False
     surrogate: sg.Surrogate = field(default_factory=lambda: sg.ATan(alpha=2.0))
 
     def __post_init__(self) -> None:
         for name in ("decay", "gain", "threshold", "v_reset", "v_init"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ValueError(f"{name} must be a finite number, got {v!r}")
-        if not 0.0 <= self.decay <= 1.0:
-            raise ValueError(f"decay must lie in [0, 1], got {self.decay}")
-        if self.gain <= 0:
-            raise ValueError(f"gain must be > 0, got {self.gain}")
-        if self.threshold <= 0:
-            raise ValueError(f"threshold must be > 0, got {self.threshold}")
+            if not isinstance(v, torch.Tensor):
+                _check_values(name, float(v) if isinstance(v, (int, float)) else v)
         if self.reset not in ("hard", "soft"):
             raise ValueError(f"reset must be 'hard' or 'soft', got {self.reset!r}")
         if not isinstance(self.surrogate, sg.Surrogate):
             raise ValueError(
                 f"surrogate must be a leansnn.surrogate.Surrogate, got {self.surrogate!r}"
             )
+
+
+_RULES = {  # name -> (test, requirement) applied to every value
+    "threshold": (lambda t: t > 0, "must be > 0"),
+    "gain": (lambda t: t > 0, "must be > 0"),
+    "decay": (lambda t: (t >= 0) & (t <= 1), "must lie in [0, 1]"),
+    "tau": (lambda t: t >= 1, "must be >= 1"),
+}
+
+
+def _check_values(name: str, v) -> None:
+    """Finite, and within the parameter's range; ``v`` is a float or a tensor."""
+    if not isinstance(v, (float, torch.Tensor)):
+        raise ValueError(f"{name} must be a number or a tensor, got {v!r}")
+    t = torch.as_tensor(v, dtype=torch.float64)
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} must be finite, got {v!r}")
+    rule = _RULES.get(name)
+    if rule is not None and not bool(rule[0](t).all()):
+        raise ValueError(f"{name} {rule[1]}, got {v!r}")
+
+
+def _spec(v: Param) -> float | dict:
+    """How a parameter is recorded in a config: the float, or ``{"tensor": shape}``."""
+    return {"tensor": list(v.shape)} if isinstance(v, torch.Tensor) else float(v)
+
+
+def _value(name: str, v, fill: float) -> Param:
+    """A constructor argument as a float or a detached floating tensor (validated).
+
+    ``{"tensor": shape}`` (what :meth:`LIF.to_config` records for tensors) gives a tensor of
+    that shape filled with a valid placeholder; the values then come from ``load_state_dict``.
+    """
+    if isinstance(v, dict) and set(v) == {"tensor"}:
+        v = torch.full(tuple(int(s) for s in v["tensor"]), float(fill))
+    if isinstance(v, torch.Tensor):
+        v = v.detach().clone()
+        if not v.is_floating_point():
+            v = v.to(torch.get_default_dtype())
+    elif isinstance(v, (int, float)) and not isinstance(v, bool):
+        v = float(v)
+    else:
+        raise ValueError(f"{name} must be a number or a tensor, got {v!r}")
+    _check_values(name, v)
+    return v
+
+
+def _desc(v: Param) -> str:
+    return f"tensor{tuple(v.shape)}" if isinstance(v, torch.Tensor) else f"{v:g}"
 
 
 class _ObserverHandle:
@@ -78,16 +166,33 @@ class _ObserverHandle:
 class SpikingNeuron(nn.Module):
     """Base class of every spiking layer (the analysis tools find neurons by this type).
 
+    **Neuron protocol.** Tools (analysis, NIR export, conversion) read a neuron only through
+    these public attributes; each is a float or a tensor broadcasting against one step
+    ``[B, ...]`` (a learnable one is the live ``nn.Parameter`` or a function of it):
+
+    * ``threshold`` -- the effective firing threshold theta;
+    * ``decay``, ``gain`` -- leak lambda and input gain k of ``u = lambda h + k x``;
+    * ``reset`` -- ``"hard"`` or ``"soft"``; ``v_reset``, ``v_init``;
+    * ``spike_amplitude`` -- the value of one emitted spike (1 unless stated otherwise).
+
+    Neurons that are not step-by-step LIF/IF dynamics (e.g. parallel conversion neurons) may
+    lack ``decay`` / ``gain`` / ``reset``; read them with ``getattr(m, name, None)``.
+
     Observers (``add_observer(fn)``) are called after each forward pass as
-    ``fn(module, spikes, potential)`` with spikes ``[T, B, ...]`` and the potential compared
-    with the threshold ``[T, B, ...]`` (or ``None`` if the neuron has none). A neuron
-    computes its potential only when someone observes it, so unobserved runs pay nothing.
-    Subclasses call :meth:`_notify` at the end of ``forward``.
+    ``fn(module, spikes, potential)`` with spikes ``[T, B, ...]`` in {0, 1} (whatever the
+    amplitude) and the potential compared with the threshold ``[T, B, ...]`` (or ``None`` if
+    the neuron has none). A neuron computes its potential only when someone observes it, so
+    unobserved runs pay nothing. Subclasses call :meth:`_notify` at the end of ``forward``.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._observers: list = []
+
+    @property
+    def spike_amplitude(self) -> Param:
+        """Value of one emitted spike (outputs are in ``{0, spike_amplitude}``)."""
+        return 1.0
 
     def add_observer(self, fn) -> _ObserverHandle:
         """Register ``fn(module, spikes, potential)``; returns a handle with ``remove()``."""
@@ -104,30 +209,37 @@ class SpikingNeuron(nn.Module):
 
 
 class LIF(SpikingNeuron):
-    """Multi-step leaky integrate-and-fire neuron on time-major input.
+    r"""Multi-step leaky integrate-and-fire neuron on time-major input.
 
-    Give either ``decay`` (``u = decay*h + x``) or ``tau`` (``decay = 1 - 1/tau`` and input
-    scaled by ``1/tau``); default ``tau=2``. ``learn_decay`` makes the leak a per-layer
-    parameter (PLIF style: ``decay = sigmoid(w)``, and with ``tau`` the gain ``1 - decay``);
-    ``learn_threshold`` makes the threshold a per-layer parameter.
+    ``u[t] = decay h[t-1] + gain x[t]``; ``s[t] = [u[t] >= threshold]``; hard reset
+    ``h[t] = u[t] (1 - s[t]) + v_reset s[t]``, soft reset ``h[t] = u[t] - threshold s[t]``;
+    ``h[-1] = v_init`` (see :mod:`leansnn.neuron.functional`).
 
-    Shapes: ``x`` float ``[T, B, ...]`` -> spikes ``[T, B, ...]`` in {0., 1.};
-    with ``return_potential=True`` also ``u`` ``[T, B, ...]``, the potential compared with
-    the threshold at each step; with ``return_state=True`` also the state ``[B, ...]``
-    after the last step (pass it as ``h0`` to continue a stream).
+    Give either ``decay`` (gain 1, or ``gain=``) or ``tau`` (``decay = 1 - 1/tau``, input
+    scaled by ``1/tau``); default ``tau=2``. ``decay``/``tau``, ``threshold``, ``v_reset``,
+    ``v_init`` and ``gain`` are numbers or tensors broadcasting against one step ``x[t]``
+    ``[B, ...]`` (``[C, 1, 1]`` per channel of ``[T, B, C, H, W]``, ``[F]`` per neuron of
+    ``[T, B, F]``); fixed tensors are buffers (they follow ``.to()`` and are saved).
+    ``learn_decay`` makes the leak a parameter of the decay's shape, PLIF style:
+    ``decay = sigmoid(decay_logit)`` (with ``tau``, the gain is ``1 - decay``);
+    ``learn_threshold`` makes ``threshold`` an ``nn.Parameter`` of its shape.
+
+    Shapes: ``x`` float ``[T, B, ...]`` -> spikes ``[T, B, ...]`` in {0., 1.}; see the module
+    docstring for ``return_potential`` / ``return_state`` and :meth:`step`.
     """
 
     def __init__(
         self,
-        decay: float | None = None,
-        threshold: float = 1.0,
+        decay: Param | None = None,
+        threshold: Param = 1.0,
         reset: str = "hard",
-        v_reset: float = 0.0,
-        surrogate: sg.Surrogate | None = None,
+        v_reset: Param = 0.0,
+        surrogate: sg.Surrogate | dict | str | None = None,
         detach_reset: bool = False,
         *,
-        tau: float | None = None,
-        v_init: float = 0.0,
+        tau: Param | None = None,
+        gain: Param | None = None,
+        v_init: Param = 0.0,
         learn_decay: bool = False,
         learn_threshold: bool = False,
         impl: str = "fused",
@@ -135,52 +247,118 @@ class LIF(SpikingNeuron):
         super().__init__()
         if decay is not None and tau is not None:
             raise ValueError("give either decay or tau, not both")
-        if tau is not None:
-            if not isinstance(tau, (int, float)) or not tau >= 1.0:
-                raise ValueError(f"tau must be a number >= 1, got {tau!r}")
-            self.tau_mode = True
-            dec, gain = 1.0 - 1.0 / tau, 1.0 / tau
-        elif decay is not None:
-            self.tau_mode = False
-            dec, gain = decay, 1.0
-        else:
-            self.tau_mode = True
-            dec, gain = 0.5, 0.5
+        if tau is not None and gain is not None:
+            raise ValueError("gain goes with decay (tau sets the gain to 1/tau)")
+        if reset not in ("hard", "soft"):
+            raise ValueError(f"reset must be 'hard' or 'soft', got {reset!r}")
         if impl not in IMPLEMENTATIONS:
             raise ValueError(f"unknown impl {impl!r}; choose from {sorted(IMPLEMENTATIONS)}")
+        self.tau_mode = decay is None
+        if self.tau_mode:
+            tau_v = _value("tau", 2.0 if tau is None else tau, 2.0)
+            dec, gn = 1.0 - 1.0 / tau_v, 1.0 / tau_v
+            lead = {"tau": _spec(tau_v)}
+        else:
+            dec = _value("decay", decay, 0.5)
+            gn = _value("gain", 1.0 if gain is None else gain, 1.0)
+            lead = {"decay": _spec(dec)}
+            if gain is not None:
+                lead["gain"] = _spec(gn)
+        self.reset = reset
+        self.detach_reset = bool(detach_reset)
+        self.surrogate = sg.ATan(alpha=2.0) if surrogate is None else sg.get(surrogate)
         self.impl = impl
-        self.params = LIFParams(
-            decay=float(dec),
-            gain=float(gain),
-            threshold=float(threshold),
-            reset=reset,
-            v_reset=float(v_reset),
-            v_init=float(v_init),
-            detach_reset=bool(detach_reset),
-            surrogate=surrogate if surrogate is not None else sg.ATan(alpha=2.0),
-        )
+        # decay and gain: decay_logit (learnable) or _decay/_gain (float) / fixed_* (buffers)
+        self._decay: float | None = None
+        self._gain: float | None = None
+        self.register_buffer("fixed_decay", None)
+        self.register_buffer("fixed_gain", None)
         if learn_decay:
-            if not 0.0 < dec < 1.0:
-                raise ValueError(f"learn_decay needs 0 < decay < 1, got {dec}")
-            self.decay_logit = nn.Parameter(torch.tensor(math.log(dec / (1.0 - dec))))
+            t = torch.as_tensor(dec, dtype=torch.get_default_dtype())
+            if not bool(((t > 0) & (t < 1)).all()):
+                raise ValueError(f"learn_decay needs 0 < decay < 1, got {dec!r}")
+            self.decay_logit = nn.Parameter(torch.log(t / (1 - t)))
         else:
             self.decay_logit = None
-        self.threshold = nn.Parameter(torch.tensor(float(threshold))) if learn_threshold else None
+            self._store_fixed("decay", dec)
+        if not (learn_decay and self.tau_mode):
+            self._store_fixed("gain", gn)
+        self._bind("threshold", _value("threshold", threshold, 1.0), learnable=learn_threshold)
+        self._bind("v_reset", _value("v_reset", v_reset, 0.0))
+        self._bind("v_init", _value("v_init", v_init, 0.0))
+        self._config = dict(
+            lead, threshold=_spec(self._given(threshold)), reset=reset,
+            v_reset=_spec(self._given(v_reset)), v_init=_spec(self._given(v_init)),
+            detach_reset=self.detach_reset, surrogate=self.surrogate.to_config(),
+            learn_decay=bool(learn_decay), learn_threshold=bool(learn_threshold),
+        )
 
-    # -- effective parameters (floats, or 0-dim tensors when learnable) ---------------------
-    def _decay_gain(self):
-        if self.decay_logit is None:
-            return self.params.decay, self.params.gain
-        d = torch.sigmoid(self.decay_logit)
-        return d, (1.0 - d) if self.tau_mode else 1.0
+    @staticmethod
+    def _given(v) -> Param:
+        if isinstance(v, dict) and set(v) == {"tensor"}:
+            return torch.empty(tuple(v["tensor"]))
+        return v if isinstance(v, torch.Tensor) else float(v)
 
-    def _threshold(self):
-        return self.threshold if self.threshold is not None else self.params.threshold
+    def _store_fixed(self, name: str, v: Param) -> None:
+        if isinstance(v, torch.Tensor):
+            self.register_buffer(f"fixed_{name}", v)
+        else:
+            setattr(self, f"_{name}", v)
+
+    def _bind(self, name: str, v: Param, learnable: bool = False) -> None:
+        """Store a parameter under its public name: float, buffer or ``nn.Parameter``.
+        A subclass that derives it (a property of the same name) keeps its property."""
+        if isinstance(getattr(type(self), name, None), property):
+            return
+        if learnable:
+            self.register_parameter(name, nn.Parameter(torch.as_tensor(
+                v, dtype=torch.get_default_dtype()).clone()))
+        elif isinstance(v, torch.Tensor):
+            self.register_buffer(name, v)
+        else:
+            setattr(self, name, v)
+
+    # -- the neuron protocol (floats, or tensors when given as / learnt as tensors) ---------------
+    # threshold, v_reset, v_init are plain attributes (float, buffer or nn.Parameter)
+    @property
+    def decay(self) -> Param:
+        """Effective leak lambda (``sigmoid(decay_logit)`` when learnable)."""
+        if self.decay_logit is not None:
+            return torch.sigmoid(self.decay_logit)
+        return self._decay if self.fixed_decay is None else self.fixed_decay
 
     @property
-    def decay(self) -> float:
-        d, _ = self._decay_gain()
-        return float(d)
+    def gain(self) -> Param:
+        """Effective input gain k (``1 - decay`` for a learnable decay given by ``tau``)."""
+        if self.fixed_gain is None and self._gain is None:
+            return 1.0 - self.decay
+        return self._gain if self.fixed_gain is None else self.fixed_gain
+
+    @property
+    def params(self) -> LIFParams:
+        """All effective parameters at once (a snapshot; learnable ones keep their graph)."""
+        return LIFParams(
+            decay=self.decay, gain=self.gain, threshold=self.threshold, reset=self.reset,
+            v_reset=self.v_reset, v_init=self.v_init, detach_reset=self.detach_reset,
+            surrogate=self.surrogate,
+        )
+
+    # -- running ----------------------------------------------------------------------------------
+    def _run(self, x: torch.Tensor, h0: torch.Tensor | None, want_u: bool, want_state: bool):
+        kw = dict(
+            decay=self.decay, gain=self.gain, threshold=self.threshold, surrogate=self.surrogate,
+            reset=self.reset, v_reset=self.v_reset, v_init=self.v_init,
+            detach_reset=self.detach_reset, h0=h0,
+        )
+        if self.impl == "fused":
+            from .fused import lif_fused
+
+            return lif_fused(x, want_u=want_u, want_state=want_state, **kw)
+        return IMPLEMENTATIONS[self.impl](x, **kw)
+
+    def _emit(self, s: torch.Tensor) -> torch.Tensor:
+        amp = self.spike_amplitude
+        return s if isinstance(amp, float) and amp == 1.0 else s * amp
 
     def forward(
         self,
@@ -189,87 +367,96 @@ class LIF(SpikingNeuron):
         h0: torch.Tensor | None = None,
         return_state: bool = False,
     ):
+        """Run a window ``x`` ``[T, B, ...]`` from ``v_init`` (or from the state ``h0``)."""
         check_sequence(x, f"{type(self).__name__} input")
         if _DEBUG["check_finite"] and not torch.isfinite(x).all():
             raise ValueError(f"{type(self).__name__}: input contains NaN or Inf")
         if h0 is not None and h0.shape != x.shape[1:]:
             raise ValueError(f"h0 must have shape {tuple(x.shape[1:])}, got {tuple(h0.shape)}")
-        decay, gain = self._decay_gain()
-        p = self.params
         observed = bool(self._observers)
-        want_u = return_potential or observed
-        kw = dict(
-            decay=decay, gain=gain, threshold=self._threshold(), surrogate=p.surrogate,
-            reset=p.reset, v_reset=p.v_reset, v_init=p.v_init, detach_reset=p.detach_reset,
-            h0=h0,
-        )
-        if self.impl == "fused":
-            from .fused import lif_fused
-
-            s, u, h = lif_fused(x, want_u=want_u, want_state=return_state, **kw)
-        else:
-            s, u, h = IMPLEMENTATIONS[self.impl](x, **kw)
+        s, u, h = self._run(x, h0, return_potential or observed, return_state)
         if observed:
             self._notify(s, u)
-        out = [s]
+        s = self._emit(s)
         if return_potential:
-            out.append(u)
-        if return_state:
-            out.append(h)
-        return out[0] if len(out) == 1 else tuple(out)
+            return NeuronOutput(s, u, h) if return_state else SpikesAndPotential(s, u)
+        return SpikesAndState(s, h) if return_state else s
 
+    def step(self, x_t: torch.Tensor, state: torch.Tensor | None = None) -> SpikesAndState:
+        """One time step: ``x_t`` ``[B, ...]`` and the state returned by the previous step
+        (``None`` at the start, i.e. ``v_init``) -> ``(spikes [B, ...], state [B, ...])``.
+
+        Stepping through ``x[0..T-1]`` gives exactly ``self(x)``. Observers are not called.
+        """
+        if not isinstance(x_t, torch.Tensor) or x_t.dim() < 1 or not x_t.is_floating_point():
+            raise ValueError(
+                f"{type(self).__name__}.step: expected a floating tensor x_t [B, ...], got "
+                f"{tuple(x_t.shape) if isinstance(x_t, torch.Tensor) else type(x_t).__name__}"
+            )
+        if state is not None and state.shape != x_t.shape:
+            raise ValueError(f"{type(self).__name__}.step: state must have the shape of x_t "
+                             f"{tuple(x_t.shape)}, got {tuple(state.shape)}")
+        s, _, h = self._run(x_t.unsqueeze(0), state, False, True)
+        return SpikesAndState(self._emit(s[0]), h)
+
+    # -- description ------------------------------------------------------------------------------
     def extra_repr(self) -> str:
-        p = self.params
-        lead = f"tau={1.0 / p.gain:g}" if self.tau_mode else f"decay={p.decay:g}"
+        c = self._config
+        if self.tau_mode:
+            lead = f"tau={_desc(self._given(c['tau']))}"
+        else:
+            lead = f"decay={_desc(self._given(c['decay']))}"
+            if "gain" in c:
+                lead += f", gain={_desc(self._given(c['gain']))}"
         extra = ", learn_decay" if self.decay_logit is not None else ""
-        extra += ", learn_threshold" if self.threshold is not None else ""
+        extra += ", learn_threshold" if c["learn_threshold"] else ""
         return (
-            f"{lead}, threshold={p.threshold:g}, reset={p.reset}, v_reset={p.v_reset:g}, "
-            f"v_init={p.v_init:g}, surrogate={p.surrogate}, detach_reset={p.detach_reset}"
-            f"{extra}"
+            f"{lead}, threshold={_desc(self.threshold)}, reset={self.reset}, "
+            f"v_reset={_desc(self.v_reset)}, v_init={_desc(self.v_init)}, "
+            f"surrogate={self.surrogate}, detach_reset={self.detach_reset}{extra}"
         )
 
     def to_config(self) -> dict:
-        p = self.params
-        cfg = dict(
-            threshold=p.threshold, reset=p.reset, v_reset=p.v_reset, v_init=p.v_init,
-            detach_reset=p.detach_reset, surrogate=p.surrogate.to_config(),
-            learn_decay=self.decay_logit is not None, learn_threshold=self.threshold is not None,
-        )
-        if self.tau_mode:
-            cfg["tau"] = 1.0 / p.gain
-        else:
-            cfg["decay"] = p.decay
-        return cfg
+        """Constructor arguments that rebuild this neuron (``type(m)(**m.to_config())``).
+
+        Numbers are recorded as given; a tensor as ``{"tensor": shape}``: the rebuilt neuron
+        has a tensor of that shape whose values come from ``load_state_dict``.
+        """
+        return dict(self._config)
 
 
 class IF(LIF):
     """Multi-step integrate-and-fire neuron: :class:`LIF` with decay 1 and gain 1.
 
     Default soft reset (subtract the threshold), as used for ANN-to-SNN conversion.
-    Shapes as :class:`LIF`.
+    ``gain`` (default 1) scales the input, for imported graphs. Shapes as :class:`LIF`.
     """
 
     def __init__(
         self,
-        threshold: float = 1.0,
+        threshold: Param = 1.0,
         reset: str = "soft",
-        v_init: float = 0.0,
-        v_reset: float = 0.0,
-        surrogate: sg.Surrogate | None = None,
+        v_init: Param = 0.0,
+        v_reset: Param = 0.0,
+        surrogate: sg.Surrogate | dict | str | None = None,
         detach_reset: bool = False,
         *,
+        gain: Param | None = None,
         learn_threshold: bool = False,
         impl: str = "fused",
     ) -> None:
         super().__init__(
             decay=1.0, threshold=threshold, reset=reset, v_reset=v_reset, surrogate=surrogate,
-            detach_reset=detach_reset, v_init=v_init, learn_threshold=learn_threshold, impl=impl,
+            detach_reset=detach_reset, gain=gain, v_init=v_init, learn_threshold=learn_threshold,
+            impl=impl,
         )
+        for k in ("decay", "learn_decay"):
+            self._config.pop(k)
 
     def extra_repr(self) -> str:
-        p = self.params
+        g = self._config.get("gain")
+        lead = "" if g is None else f"gain={_desc(self._given(g))}, "
         return (
-            f"threshold={p.threshold:g}, reset={p.reset}, v_init={p.v_init:g}, "
-            f"surrogate={p.surrogate}"
+            f"{lead}threshold={_desc(self.threshold)}, reset={self.reset}, "
+            f"v_init={_desc(self.v_init)}, surrogate={self.surrogate}"
         )
