@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint bench-setup bench clean
+.PHONY: setup demo test test-slow lint bench-setup bench clean
 
 setup:
 	@scripts/setup.sh
@@ -11,12 +11,19 @@ setup:
 demo: setup
 	$(VENV)/bin/leansnn demo
 
+# `make test`: every test not marked slow, ruff and the import contract (a few minutes);
+# `make test-slow`: the slow ones. CI (.ci/run) runs both.
 test: setup
-	$(PY) -m pytest -q
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(PY) -m pytest -q -m "not slow"
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/lint-imports --no-cache
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
 
 lint: setup
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/lint-imports --no-cache
 
 # Peers for the benchmarks: installed with --no-deps (their declared dependencies would pull
 # torchvision, torchaudio and a CUDA build of torch), plus the small packages they import.

@@ -18,6 +18,7 @@ def test_help_lists_commands(capsys):
     assert "demo" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_demo_runs_on_tiny_data(tiny_idx, tmp_path, monkeypatch, capsys):
     """The whole main job (shipped checkpoints, real code paths) on a tiny idx data set."""
     monkeypatch.setenv("LEANSNN_CACHE", str(tmp_path / "cache"))

@@ -26,6 +26,7 @@ def test_small_cnn_qcfs4_is_shipped():
     assert ROOT / "pretrained" / "small_cnn_qcfs4.lsnn" in CKPTS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ckpt", CKPTS, ids=lambda p: p.stem)
 @torch.no_grad()
 def test_parallel_at_T_equal_L_agrees_on_every_test_image(ckpt):

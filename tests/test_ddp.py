@@ -92,6 +92,7 @@ def test_init_without_torchrun_is_single_process(monkeypatch):
     assert D.wrap(m, info) is m and D.unwrap(m) is m
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process_on_the_global_batch(tmp_path):
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     r0 = torch.load(tmp_path / "rank0.pt")
