@@ -155,12 +155,13 @@ def _desc(v: Param) -> str:
 
 
 class _ObserverHandle:
-    def __init__(self, observers: list, fn) -> None:
-        self._observers, self._fn = observers, fn
+    def __init__(self, lists: tuple[list, ...], fn) -> None:
+        self._lists, self._fn = lists, fn
 
     def remove(self) -> None:
-        if self._fn in self._observers:
-            self._observers.remove(self._fn)
+        for observers in self._lists:
+            if self._fn in observers:
+                observers.remove(self._fn)
 
 
 class SpikingNeuron(nn.Module):
@@ -181,27 +182,41 @@ class SpikingNeuron(nn.Module):
     Observers (``add_observer(fn)``) are called after each forward pass as
     ``fn(module, spikes, potential)`` with spikes ``[T, B, ...]`` in {0, 1} (whatever the
     amplitude) and the potential compared with the threshold ``[T, B, ...]`` (or ``None`` if
-    the neuron has none). A neuron computes its potential only when someone observes it, so
-    unobserved runs pay nothing. Subclasses call :meth:`_notify` at the end of ``forward``.
+    the neuron has none). A neuron computes its potential only when an observer asks for it
+    (``wants_potential``), so unobserved runs, and runs observed only by spike counters, pay
+    nothing for it. Subclasses call :meth:`_notify` at the end of ``forward``.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._observers: list = []
+        self._potential_observers: list = []
 
     @property
     def spike_amplitude(self) -> Param:
         """Value of one emitted spike (outputs are in ``{0, spike_amplitude}``)."""
         return 1.0
 
-    def add_observer(self, fn) -> _ObserverHandle:
-        """Register ``fn(module, spikes, potential)``; returns a handle with ``remove()``."""
+    def add_observer(self, fn, potential: bool = True) -> _ObserverHandle:
+        """Register ``fn(module, spikes, potential)``; returns a handle with ``remove()``.
+
+        ``potential=False``: ``fn`` reads only the spikes (e.g. a spike counter), so the neuron
+        need not compute its potential for it; ``fn`` then receives ``None`` unless another
+        observer asked for the potential.
+        """
         self._observers.append(fn)
-        return _ObserverHandle(self._observers, fn)
+        if potential:
+            self._potential_observers.append(fn)
+        return _ObserverHandle((self._observers, self._potential_observers), fn)
 
     @property
     def observed(self) -> bool:
         return bool(self._observers)
+
+    @property
+    def wants_potential(self) -> bool:
+        """True if an observer registered with ``potential=True`` is attached."""
+        return bool(self._potential_observers)
 
     def _notify(self, spikes: torch.Tensor, potential: torch.Tensor | None) -> None:
         for fn in list(self._observers):
@@ -374,7 +389,7 @@ class LIF(SpikingNeuron):
         if h0 is not None and h0.shape != x.shape[1:]:
             raise ValueError(f"h0 must have shape {tuple(x.shape[1:])}, got {tuple(h0.shape)}")
         observed = bool(self._observers)
-        s, u, h = self._run(x, h0, return_potential or observed, return_state)
+        s, u, h = self._run(x, h0, return_potential or self.wants_potential, return_state)
         if observed:
             self._notify(s, u)
         s = self._emit(s)
