@@ -75,20 +75,23 @@ class MonitorConfig:
 
 def layer_threshold(module: nn.Module) -> float | torch.Tensor | None:
     """The firing threshold of a spiking layer: a float, a per-channel tensor ``[C]``, or
-    ``None`` when the layer exposes none. Looks at ``_threshold()``, ``threshold`` and
-    ``params.threshold``, in that order."""
-    th = None
-    fn = getattr(module, "_threshold", None)
-    if callable(fn):
-        th = fn()
-    if th is None:
-        th = getattr(module, "threshold", None)
-    if th is None and hasattr(module, "params"):
-        th = getattr(module.params, "threshold", None)
+    ``None`` when the layer exposes none. Reads the neuron protocol's ``threshold``
+    (:class:`~leansnn.neuron.SpikingNeuron`): a tensor that varies along the channel only
+    (``[C]``, ``[C, 1, 1]``, ``[1, C, 1, 1]``) becomes ``[C]``; one that also varies within a
+    channel (per neuron) is summarised by its per-channel mean (dim 0 of the neuron shape)."""
+    th = getattr(module, "threshold", None)
     if isinstance(th, torch.Tensor):
         th = th.detach()
-        return float(th) if th.numel() == 1 else th.flatten().float()
-    if isinstance(th, (int, float)):
+        if th.numel() == 1:
+            return float(th)
+        dims = list(th.shape)
+        while dims and dims[0] == 1:  # batch-broadcast dims
+            dims.pop(0)
+        th = th.reshape(dims)
+        if th.dim() > 1:
+            th = th.flatten(1).mean(1)
+        return th.flatten().float()
+    if isinstance(th, (int, float)) and not isinstance(th, bool):
         return float(th)
     return None
 
@@ -101,8 +104,7 @@ def surrogate_window(module: nn.Module) -> float | None:
     use their ``a``; smooth ones (``ATan``, ``Sigmoid``) the half-width where the derivative
     is at least 10 % of its peak. ``None`` if the layer has no surrogate.
     """
-    params = getattr(module, "params", None)
-    sg = getattr(params, "surrogate", None) or getattr(module, "surrogate", None)
+    sg = getattr(module, "surrogate", None)
     if sg is None or not hasattr(sg, "derivative"):
         return None
     a = getattr(sg, "a", None)

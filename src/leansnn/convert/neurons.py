@@ -15,10 +15,9 @@ from __future__ import annotations
 import torch
 
 from ..activations import quantize
-from ..neuron import SpikingNeuron
+from ..neuron import IF, SpikingNeuron
 from ..neuron import surrogate as sg
 from ..neuron.functional import check_sequence
-from ..neuron.fused import lif_fused
 
 __all__ = ["ParallelIF", "SerialIF"]
 
@@ -88,6 +87,11 @@ class ParallelIF(SpikingNeuron):
     def _amp(self) -> torch.Tensor:
         return self.threshold if self.amplitude is None else self.amplitude
 
+    @property
+    def spike_amplitude(self) -> torch.Tensor:
+        """Value of one emitted spike: ``amplitude``, or ``theta`` by default."""
+        return self._amp()
+
     def rate_output(self, n: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         """Time-mean output ``n * (amplitude / T)`` ``[B, ...]`` (``inplace`` reuses ``n``)."""
         scale = self._amp() / self.T
@@ -153,48 +157,53 @@ class ParallelIF(SpikingNeuron):
         return f"T={self.T}, threshold={desc}{extra}"
 
 
-class SerialIF(SpikingNeuron):
-    """Classic IF conversion baseline: one step at a time, ``v0 = theta/2``, soft reset.
-
-    Runs :func:`leansnn.neuron.lif_fused` (decay 1) on ``x / theta`` with threshold 1 and initial
-    potential 1/2, which equals an IF neuron with threshold ``theta`` and ``v0 = theta/2``
-    (soft reset is scale-equivariant); spikes are emitted with amplitude ``theta``.
+class SerialIF(IF):
+    """Classic IF conversion baseline: an :class:`leansnn.IF` with threshold ``theta``,
+    ``v_init = theta/2``, soft reset, spikes of amplitude ``theta``, one step at a time.
 
     Args:
         T: number of time steps (only checked against ``[T, B, ...]`` inputs).
-        threshold: ``theta`` > 0, scalar or broadcastable to one sample.
+        threshold: ``theta`` > 0, scalar or broadcastable to one sample (a buffer, state_dict
+            key ``threshold``; ``v_init`` follows it).
 
     Shapes: ``"sequence"`` ``[T, B, ...] -> [T, B, ...]`` in ``{0, theta}``; ``"folded"``
     ``[T*B, ...] -> [T*B, ...]``. Observed potential: the IF potential ``u[t]`` (units of
-    the input) compared with ``theta`` at step ``t``.
+    the input) compared with ``theta`` at step ``t``; observed spikes are in {0, 1}.
     """
 
     def __init__(self, T: int, threshold) -> None:
-        super().__init__()
         if isinstance(T, bool) or not isinstance(T, int) or T < 1:
             raise ValueError(f"T must be an int >= 1, got {T!r}")
-        self.T = T
+        if isinstance(threshold, dict) and set(threshold) == {"tensor"}:  # from to_config
+            threshold = torch.ones(threshold["tensor"])
         th = _as_buffer(threshold, "threshold")
         if not bool((th > 0).all()):
             raise ValueError(f"threshold must be > 0, got {threshold!r}")
-        self.register_buffer("threshold", th)
-        self._surrogate = sg.ATan(alpha=2.0)
+        super().__init__(threshold=th, reset="soft", surrogate=sg.ATan(alpha=2.0))
+        self.T = T
+
+    @property
+    def v_init(self) -> torch.Tensor:
+        """``theta / 2``: the initial potential that centres the rounding of the rate."""
+        return self.threshold / 2
+
+    @property
+    def spike_amplitude(self) -> torch.Tensor:
+        return self.threshold
 
     def forward(self, x: torch.Tensor, mode: str = "sequence") -> torch.Tensor:
-        T = self.T
         if mode == "folded":
-            x = x.reshape(T, x.shape[0] // T, *x.shape[1:])
-        elif mode == "sequence":
-            check_sequence(x, "SerialIF input")
-        else:
+            T = self.T
+            out = super().forward(x.reshape(T, x.shape[0] // T, *x.shape[1:]))
+            return out.reshape(-1, *out.shape[2:])
+        if mode != "sequence":
             raise ValueError(f"SerialIF supports modes 'sequence' and 'folded', got {mode!r}")
-        th = self.threshold
-        s, u, _ = lif_fused(x / th, decay=1.0, threshold=1.0, surrogate=self._surrogate,
-                            reset="soft", v_init=0.5, want_u=self.observed, want_state=False)
-        if self._observers:
-            self._notify(s, u * th)
-        out = s * th
-        return out.reshape(-1, *out.shape[2:]) if mode == "folded" else out
+        return super().forward(x)
+
+    def to_config(self) -> dict:
+        """``SerialIF(**cfg)`` rebuilds it; a tensor threshold's values come from the
+        state_dict."""
+        return {"T": self.T, "threshold": {"tensor": list(self.threshold.shape)}}
 
     def extra_repr(self) -> str:
         th = self.threshold

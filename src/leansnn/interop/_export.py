@@ -464,8 +464,9 @@ class _Builder:
         dtype = np.float64 if ex.dtype == torch.float64 else np.float32
         out = {}
         for k in keys:
-            t = getattr(m, k).detach().cpu().double()
-            out[k] = np.broadcast_to(t.numpy(), shape).astype(dtype)
+            v = getattr(m, k, 0.0)  # neuron protocol values: floats or tensors
+            t = torch.as_tensor(v.detach() if isinstance(v, torch.Tensor) else v)
+            out[k] = np.broadcast_to(t.cpu().double().numpy(), shape).astype(dtype)
         return out
 
     def scale(self, m, name: str, sig: _Signal) -> _Signal:
@@ -475,11 +476,10 @@ class _Builder:
         return self.add(name, self.nir.Scale(scale=a["scale"]), sig, "scale", sig.example)
 
     def state_array(self, m, name: str, sig: _Signal) -> _Signal:
-        """``NeuronArray`` (per-neuron LIF/IF) or ``LeakyIntegrator`` (LI/I) -> NIR."""
-        from ._import import NeuronArray
-
+        """Per-neuron parameters -> NIR: ``NeuronArray`` or a hard-reset LIF/IF with tensor
+        parameters (a ``drive`` it lacks counts as 0), or ``LeakyIntegrator`` (LI/I)."""
         nir = self.nir
-        spiking = isinstance(m, NeuronArray)
+        spiking = isinstance(m, SpikingNeuron)
         keys = ("decay", "gain", "drive") + (("threshold", "v_reset") if spiking else ())
         a = self._arrays(m, keys, sig)
         if a is None:
@@ -526,10 +526,12 @@ class _Builder:
                 "serial-IF conversion of the same ANN (ls.convert(ann, T, method='serial'))",
                 sig)
         nir = self.nir
-        decay_t, gain_t = m._decay_gain()
-        decay, gain = float(decay_t), float(gain_t)
-        theta = float(m._threshold())
-        p = m.params
+        vals = {k: getattr(m, k) for k in ("decay", "gain", "threshold", "v_reset", "v_init")}
+        if not all(_scalar(v) for v in vals.values()):
+            return self.tensor_neuron(m, name, sig, drive_input)
+        decay, gain, theta, v_reset, v_init = (
+            float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for v in vals.values())
+        reset = m.reset
         ex = sig.example
         shape = tuple(ex.shape[1:]) if ex is not None else (1,)
         dtype = np.float32 if ex is None or ex.dtype != torch.float64 else np.float64
@@ -539,26 +541,26 @@ class _Builder:
 
         meta = {
             "layer": type(m).__name__, "decay": decay, "gain": gain, "threshold": theta,
-            "reset": p.reset, "v_reset": p.v_reset, "v_init": p.v_init, "dt": self.dt,
+            "reset": reset, "v_reset": v_reset, "v_init": v_init, "dt": self.dt,
             "spike_condition": "u >= threshold",
         }
         drive = gain * float(drive_input)  # per-step constant added to the potential
-        if drive != 0.0 and (decay == 1.0 or p.reset != "hard"):
+        if drive != 0.0 and (decay == 1.0 or reset != "hard"):
             return self.refuse(name, "a constant drive (v_leak) on a non-leaky or soft-reset "
                                "neuron has no NIR node", sig)
-        if p.reset == "hard":
-            if p.v_init != 0.0:
+        if reset == "hard":
+            if v_init != 0.0:
                 return self.refuse(
-                    name, f"initial potential v_init={p.v_init:g} with hard reset: NIR neurons "
+                    name, f"initial potential v_init={v_init:g} with hard reset: NIR neurons "
                     "start at 0 and have no initial-state field; use v_init=0", sig)
             if decay == 1.0:
                 node = nir.IF(r=full(gain / self.dt), v_threshold=full(theta),
-                              v_reset=full(p.v_reset), metadata={META_KEY: meta})
+                              v_reset=full(v_reset), metadata={META_KEY: meta})
             else:
                 f = lif_to_nir_fields(decay, gain, self.dt)
                 node = nir.LIF(tau=full(f["tau"]), r=full(f["r"]),
                                v_leak=full(drive / (1.0 - decay)),
-                               v_threshold=full(theta), v_reset=full(p.v_reset),
+                               v_threshold=full(theta), v_reset=full(v_reset),
                                metadata={META_KEY: meta})
             return self.add(name, node, sig, "neuron", ex)
         # soft reset: no NIR neuron node subtracts the threshold
@@ -569,8 +571,35 @@ class _Builder:
                 "for non-leaky IF neurons, as an exact Integrator + Threshold subgraph)", sig)
         if self.soft_reset != "subgraph":
             return self.refuse(name, _SOFT_ERROR.format(what="IF"), sig)
-        return self.soft_subgraph(name, sig, full(gain), full(theta), full(p.v_init), None,
+        return self.soft_subgraph(name, sig, full(gain), full(theta), full(v_init), None,
                                   meta)
+
+    def tensor_neuron(self, m: SpikingNeuron, name: str, sig: _Signal,
+                      drive_input: float) -> _Signal:
+        """LIF/IF with per-channel or per-neuron parameters: NIR nodes hold one value per
+        neuron, so they are exported as arrays (hard reset, or soft-reset IF as a subgraph)."""
+        if drive_input != 0.0:
+            return self.refuse(name, "a constant drive (v_leak) on a neuron with tensor "
+                               "parameters has no NIR node", sig)
+        if m.reset == "hard":
+            a = self._arrays(m, ("v_init",), sig)
+            if a is not None and np.any(a["v_init"] != 0):
+                return self.refuse(
+                    name, "initial potential v_init != 0 with hard reset: NIR neurons start "
+                    "at 0 and have no initial-state field; use v_init=0", sig)
+            return self.state_array(m, name, sig)
+        a = self._arrays(m, ("decay", "gain", "threshold", "v_init"), sig)
+        if a is None:
+            return self.refuse(name, "shape unknown", sig)
+        if np.any(a["decay"] != 1.0):
+            return self.refuse(
+                name, "LIF with soft reset (subtract threshold): NIR's LIF node resets to "
+                "v_reset only; train with reset='hard' for hardware", sig)
+        if self.soft_reset != "subgraph":
+            return self.refuse(name, _SOFT_ERROR.format(what="IF"), sig)
+        meta = {"layer": type(m).__name__, "reset": "soft", "dt": self.dt,
+                "spike_condition": "u >= threshold"}
+        return self.soft_subgraph(name, sig, a["gain"], a["threshold"], a["v_init"], None, meta)
 
     def serial_if(self, m: SpikingNeuron, name: str, sig: _Signal) -> _Signal:
         """``SerialIF``: IF with ``v0 = theta/2``, soft reset, spikes of amplitude ``theta``,
@@ -634,6 +663,10 @@ _SOFT_ERROR = (
     "Integrator + Threshold subgraph with a -threshold feedback edge (check that your tool "
     "chain accepts I, Threshold and Scale nodes and recurrent edges), or use reset='hard'"
 )
+
+
+def _scalar(v) -> bool:
+    return not isinstance(v, torch.Tensor) or v.numel() == 1
 
 
 def _join(a: str, b: str) -> str:

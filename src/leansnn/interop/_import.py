@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import replace
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..layers import TimeFold, repeat_time
-from ..neuron import IF, LIF, SpikingNeuron
+from ..neuron import IF, LIF
 from ..neuron import surrogate as sg
-from ..neuron.functional import SpikeFn, check_sequence
+from ..neuron.functional import check_sequence
 from ._common import (
     DEFAULT_DT,
     META_KEY,
@@ -69,40 +68,38 @@ def _desc(t: torch.Tensor) -> str:
     return f"{float(t):g}" if t.numel() == 1 else f"tensor{tuple(t.shape)}"
 
 
-class NeuronArray(SpikingNeuron):
+class NeuronArray(LIF):
     """Hard-reset LIF/IF layer whose parameters differ between neurons (from a NIR graph).
 
+    An ``ls.LIF`` with tensor parameters of the per-sample shape plus a constant ``drive``:
     ``u[t] = decay h[t-1] + gain x[t] + drive``; ``s[t] = [u[t] >= threshold]``;
-    ``h[t] = v_reset`` after a spike, else ``u[t]``; from ``h[-1] = 0``. Every parameter is a
-    tensor of the per-sample shape. Shapes: ``[T, B, ...] -> [T, B, ...]`` spikes in {0, 1}.
-    A plain step loop (surrogate ``ATan(alpha=2)`` for gradients); layers whose neurons share
-    their parameters become ``ls.LIF`` / ``ls.IF`` instead.
+    ``h[t] = v_reset`` after a spike, else ``u[t]``; from ``h[-1] = 0``. The drive enters
+    as the input offset ``drive / gain``. Shapes: ``[T, B, ...] -> [T, B, ...]`` spikes in
+    {0, 1}; surrogate ``ATan(alpha=2)``. Layers whose neurons share their parameters become
+    ``ls.LIF`` / ``ls.IF`` instead.
     """
 
     def __init__(self, decay, gain, threshold, v_reset, drive=0.0) -> None:
-        super().__init__()
-        for k, v in (("decay", decay), ("gain", gain), ("threshold", threshold),
-                     ("v_reset", v_reset), ("drive", drive)):
-            self.register_buffer(k, torch.as_tensor(v, dtype=torch.float64).clone())
-        self.surrogate = sg.ATan(alpha=2.0)
+        def t(v) -> torch.Tensor:
+            return torch.as_tensor(v, dtype=torch.float64).clone()
+
+        super().__init__(decay=t(decay), gain=t(gain), threshold=t(threshold), reset="hard",
+                         v_reset=t(v_reset), surrogate=sg.ATan(alpha=2.0))
+        self.register_buffer("drive", t(drive))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_sequence(x, "NeuronArray input")
-        h = torch.zeros_like(x[0])
-        spikes, pots = [], []
-        for t in range(x.shape[0]):
-            u = self.decay * h + self.gain * x[t] + self.drive
-            s = SpikeFn.apply(u - self.threshold, self.surrogate)
-            h = u * (1 - s) + self.v_reset * s
-            spikes.append(s)
-            pots.append(u)
-        out = torch.stack(spikes)
-        if self.observed:
-            self._notify(out, torch.stack(pots))
-        return out
+        if bool((self.drive != 0).any()):
+            x = x + self.drive / self.gain
+        return super().forward(x)
+
+    def to_config(self) -> dict:
+        cfg = {k: v for k, v in super().to_config().items()
+               if k in ("decay", "gain", "threshold", "v_reset")}
+        return dict(cfg, drive={"tensor": list(self.drive.shape)})
 
     def extra_repr(self) -> str:
-        return ", ".join(f"{k}={_desc(getattr(self, k))}"
+        return ", ".join(f"{k}={_desc(torch.as_tensor(getattr(self, k)))}"
                          for k in ("decay", "gain", "threshold", "v_reset", "drive"))
 
 
@@ -433,15 +430,11 @@ def _threshold_from(meta: dict, nir_theta: float) -> float:
     return strict_threshold(nir_theta)
 
 
-def _set_gain(neuron: LIF, gain: float) -> LIF:
-    if gain != neuron.params.gain:
-        if not gain > 0:
-            raise ValueError(f"input gain r*dt/tau must be > 0, got {gain:g}")
-        neuron.params = replace(neuron.params, gain=float(gain))
-    # show tau= in the repr when the pair is the tau discretisation (gain = 1 - decay)
-    p = neuron.params
-    neuron.tau_mode = 0.0 < p.decay < 1.0 and p.gain == 1.0 - p.decay
-    return neuron
+def _neuron(cls, *, gain: float, **kw) -> LIF:
+    """``LIF`` / ``IF`` with input gain ``gain`` (``r dt / tau`` or ``r dt``)."""
+    if not gain > 0:
+        raise ValueError(f"input gain r*dt/tau must be > 0, got {gain:g}")
+    return cls(gain=gain, **kw) if gain != 1.0 else cls(**kw)
 
 
 def _node_module(nir, node, dt: float, gmeta: dict, name: str) -> nn.Module:
@@ -504,8 +497,8 @@ def _node_module(nir, node, dt: float, gmeta: dict, name: str) -> nn.Module:
         if meta.get("layer") in ("LIF", "IF") and _close(meta.get("decay", -1), decay) and \
                 _close(meta.get("gain", -1), gain) and _close(meta.get("dt", -1), dt, 1e-9):
             decay, gain = float(meta["decay"]), float(meta["gain"])
-        neuron = _set_gain(LIF(decay=decay, threshold=_threshold_from(meta, theta),
-                               reset="hard", v_reset=v_reset), gain)
+        neuron = _neuron(LIF, decay=decay, gain=gain, threshold=_threshold_from(meta, theta),
+                         reset="hard", v_reset=v_reset)
         if p["drive"] != 0.0:
             return nn.Sequential(AddConstant(p["drive"] / gain), neuron)
         return neuron
@@ -515,9 +508,8 @@ def _node_module(nir, node, dt: float, gmeta: dict, name: str) -> nn.Module:
         if meta.get("layer") in ("LIF", "IF") and _close(meta.get("gain", -1), gain) and \
                 _close(meta.get("dt", -1), dt, 1e-9):
             gain = float(meta["gain"])
-        neuron = IF(threshold=_threshold_from(meta, theta), reset="hard",
-                    v_reset=uniform(node.v_reset, "v_reset", name))
-        return _set_gain(neuron, gain)
+        return _neuron(IF, gain=gain, threshold=_threshold_from(meta, theta), reset="hard",
+                       v_reset=uniform(node.v_reset, "v_reset", name))
     if isinstance(node, nir.LI):
         p = nir_lif_to_leansnn(uniform(node.tau, "tau", name), uniform(node.r, "r", name),
                                uniform(node.v_leak, "v_leak", name), dt)
@@ -554,7 +546,7 @@ def _soft_if(nir, integ, thr, fb, dt: float, meta: dict, name: str) -> IF:
             and _close(float(meta.get("threshold", -1)), theta):
         gain, threshold = float(meta["gain"]), float(meta["threshold"])
         v_init = float(meta["v_init"])
-    return _set_gain(IF(threshold=threshold, reset="soft", v_init=v_init), gain)
+    return _neuron(IF, gain=gain, threshold=threshold, reset="soft", v_init=v_init)
 
 
 def _serial_if(nir, integ, thr, fb, amp, dt: float, meta: dict):
