@@ -194,34 +194,27 @@ def _pixel_thresholds(settings: EmulatorSettings, seed: int) -> tuple[np.ndarray
     return c[0], c[1]
 
 
-def emulate_batch(
-    images: np.ndarray,
-    settings: EmulatorSettings | None = None,
-    seed: int = 0,
-    indices: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Convert ``N`` images ``[N, h, w]`` (uint8 0-255, or float in [0, 1]) to events.
-
-    ``indices`` (default ``arange(N)``) names each image for its random stream, so image
-    ``indices[i]`` gives the same events whatever batch it is in. Returns ``(events,
-    offsets)``: one event array (:data:`~leansnn.data.events.EVENT_DTYPE`) holding all
-    recordings one after the other, each sorted by time, and ``offsets`` (int64 ``[N + 1]``):
-    image ``i``'s events are ``events[offsets[i]:offsets[i + 1]]``. Timestamps start at 0 µs.
-    """
-    s = settings or EmulatorSettings()
+def _as_float_images(images: np.ndarray) -> np.ndarray:
+    """``[N, h, w]`` uint8 0-255 or float in [0, 1] -> float32 in [0, 1] (checked)."""
     images = np.asarray(images)
     if images.ndim != 3:
         raise ValueError(f"images must be [N, H, W] grayscale, got shape {images.shape}")
     if images.dtype == np.uint8:
-        img = images.astype(np.float32) / np.float32(255.0)
-    else:
-        img = images.astype(np.float32)
-        if img.size and (np.nanmin(img) < 0 or np.nanmax(img) > 1 or np.isnan(img).any()):
-            raise ValueError("float images must lie in [0, 1] (or pass uint8 0-255)")
+        return images.astype(np.float32) / np.float32(255.0)
+    img = images.astype(np.float32)
+    if img.size and (np.nanmin(img) < 0 or np.nanmax(img) > 1 or np.isnan(img).any()):
+        raise ValueError("float images must lie in [0, 1] (or pass uint8 0-255)")
+    return img
+
+
+def _change_events(img: np.ndarray, s: EmulatorSettings, seed: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Contrast-change events of every image along the saccades.
+
+    Returns ``(flat, t, p)``: the flat index ``image * H * W + pixel`` (int64), the time in
+    µs (float64, not yet rounded) and the polarity (int8) of each event, unsorted.
+    """
     n, h, w = img.shape
-    indices = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
-    if indices.shape != (n,):
-        raise ValueError(f"indices must have shape ({n},), got {indices.shape}")
     sh, sw = s.sensor_size
     times, offs = saccade_offsets(s, h, w)
     c_on, c_off = (c.astype(np.float32) for c in _pixel_thresholds(s, seed))
@@ -281,34 +274,62 @@ def emulate_batch(
             last[flat] = lst
             lref[flat] = (lr + sign * cnt * cp).astype(np.float32)
         lprev = lcur
+    if not chunks:
+        return np.empty(0, np.int64), np.empty(0), np.empty(0, np.int8)
+    return tuple(np.concatenate([c[i] for c in chunks]) for i in range(3))  # type: ignore
 
-    # gather the change events
-    if chunks:
-        fl = np.concatenate([c[0] for c in chunks])
-        tt = np.concatenate([c[1] for c in chunks])
-        pp = np.concatenate([c[2] for c in chunks])
-    else:
-        fl, tt, pp = np.empty(0, np.int64), np.empty(0), np.empty(0, np.int8)
-    rec = fl // (sh * sw)
-    pix = fl % (sh * sw)
-    t_int = np.floor(tt).astype(np.int64)
 
-    # background noise, per image from its own stream
+def _noise_events(s: EmulatorSettings, seed: int, indices: np.ndarray
+                  ) -> tuple[list, list, list, list]:
+    """Background-noise events, per image from its own random stream ``(seed, 1, index)``:
+    lists of (recording, pixel, time µs, polarity) arrays, one entry per image."""
+    sh, sw = s.sensor_size
     dur = s.duration_us
     lam = s.noise_rate_hz * sh * sw * dur * 1e-6
-    nrec, npix, nt, npol = [rec], [pix], [t_int], [pp]
-    if lam > 0:
-        for i, idx in enumerate(indices):
-            rng = np.random.default_rng((int(seed), 1, int(idx)))
-            k = int(rng.poisson(lam))
-            nrec.append(np.full(k, i, np.int64))
-            npix.append(rng.integers(0, sh * sw, k))
-            nt.append(rng.integers(0, dur, k))
-            npol.append(rng.integers(0, 2, k).astype(np.int8))
-    rec, pix, t_int, pp = (np.concatenate(a) for a in (nrec, npix, nt, npol))
+    out: tuple[list, list, list, list] = ([], [], [], [])
+    if lam <= 0:
+        return out
+    for i, idx in enumerate(indices):
+        rng = np.random.default_rng((int(seed), 1, int(idx)))
+        k = int(rng.poisson(lam))
+        out[0].append(np.full(k, i, np.int64))
+        out[1].append(rng.integers(0, sh * sw, k))
+        out[2].append(rng.integers(0, dur, k))
+        out[3].append(rng.integers(0, 2, k).astype(np.int8))
+    return out
+
+
+def emulate_batch(
+    images: np.ndarray,
+    settings: EmulatorSettings | None = None,
+    seed: int = 0,
+    indices: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Convert ``N`` images ``[N, h, w]`` (uint8 0-255, or float in [0, 1]) to events.
+
+    ``indices`` (default ``arange(N)``) names each image for its random stream, so image
+    ``indices[i]`` gives the same events whatever batch it is in. Returns ``(events,
+    offsets)``: one event array (:data:`~leansnn.data.events.EVENT_DTYPE`) holding all
+    recordings one after the other, each sorted by time, and ``offsets`` (int64 ``[N + 1]``):
+    image ``i``'s events are ``events[offsets[i]:offsets[i + 1]]``. Timestamps start at 0 µs.
+    """
+    s = settings or EmulatorSettings()
+    img = _as_float_images(images)
+    n = img.shape[0]
+    indices = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
+    if indices.shape != (n,):
+        raise ValueError(f"indices must have shape ({n},), got {indices.shape}")
+    sh, sw = s.sensor_size
+    fl, tt, pp = _change_events(img, s, seed)
+    noise = _noise_events(s, seed, indices)
+    rec = np.concatenate([fl // (sh * sw), *noise[0]])
+    pix = np.concatenate([fl % (sh * sw), *noise[1]])
+    t_int = np.concatenate([np.floor(tt).astype(np.int64), *noise[2]])
+    pp = np.concatenate([pp, *noise[3]])
 
     # one int64 key per event: (image, time, pixel, polarity); unique up to identical events,
     # so the order within an image does not depend on the batch
+    dur = s.duration_us
     key = ((rec * (dur + 1) + t_int) * (sh * sw) + pix) * 2 + pp
     order = np.argsort(key)
     ev = np.empty(order.size, EVENT_DTYPE)

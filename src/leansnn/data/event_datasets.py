@@ -278,19 +278,6 @@ def event_fashion_mnist(
         tag = f"n{len(ids)}" if len(ids) < len(labels) else "all"
         return src, k, folder / f"event_fashion_mnist-{split}-{tag}-{k}"
 
-    def cached(stem: Path, key: str, n_items: int, label: str) -> EventFrameDataset | None:
-        if not stem.with_name(stem.name + ".json").exists():
-            return None
-        try:
-            frames, labs = _load_cache(stem, key, (n_items, fs.T, 2, h, w))
-        except ValueError as e:
-            warnings.warn(f"event cache is damaged, not using it (converting again): {e}",
-                          stacklevel=3)
-            return None
-        ds = EventFrameDataset(frames, labs, CLASSES, label)
-        ds.cache_path, ds.from_cache = stem, True
-        return ds
-
     key_src, key, stem = locate(idx)
     shape = (len(idx), fs.T, 2, h, w)
     base = f"event_fashion_mnist/{split}"
@@ -298,32 +285,66 @@ def event_fashion_mnist(
     if len(idx) < len(labels):
         # the whole split converted with the same settings already holds these frames
         _, full_key, full_stem = locate(np.arange(len(labels)))
-        full = cached(full_stem, full_key, len(labels), base)
+        full = _open_cached(full_stem, full_key, (len(labels), *shape[1:]), base)
         if full is not None:
             ds = full.subset(len(idx), subset_seed)
             ds.cache_path, ds.from_cache = full_stem, True
             return ds
-    ds = cached(stem, key, len(idx), name)
+    ds = _open_cached(stem, key, shape, name)
     if ds is not None:
         return ds
-    meta_p = stem.with_name(stem.name + ".json")
+    tasks = [(images[idx[i:i + batch_size]], idx[i:i + batch_size], emu, fs, seed)
+             for i in range(0, len(idx), batch_size)]
+    _write_cache(stem, key, key_src, split, shape, labels[idx], tasks, workers,
+                 progress=progress, desc=f"emulating events ({split})")
+    try:
+        frames, labs = _load_cache(stem, key, shape)
+    except ValueError as e:  # pragma: no cover - only on a failing disk
+        raise DataError(f"event cache written but unreadable: {e}") from None
+    ds = EventFrameDataset(frames, labs, CLASSES, name)
+    ds.cache_path = stem
+    return ds
+
+
+def _open_cached(stem: Path, key: str, shape: tuple, label: str) -> EventFrameDataset | None:
+    """The cached frames at ``stem`` if present and intact (a damaged cache warns and is
+    ignored, so the caller converts again)."""
+    if not stem.with_name(stem.name + ".json").exists():
+        return None
+    try:
+        frames, labs = _load_cache(stem, key, shape)
+    except ValueError as e:
+        warnings.warn(f"event cache is damaged, not using it (converting again): {e}",
+                      stacklevel=3)
+        return None
+    ds = EventFrameDataset(frames, labs, CLASSES, label)
+    ds.cache_path, ds.from_cache = stem, True
+    return ds
+
+
+def _write_cache(stem: Path, key: str, key_src: dict, split: str, shape: tuple,
+                 labels: np.ndarray, tasks: list, workers: int, *, progress: bool,
+                 desc: str) -> None:
+    """Convert ``tasks`` (see :func:`_convert`) into ``stem.frames.npy``, write the labels
+    and the JSON header with both files' digests; every file is written atomically and the
+    header last, so a cache without a header is never read."""
 
     def write_frames(tmp: str) -> None:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        starts = range(0, len(idx), batch_size)
-        tasks = ((images[idx[i:i + batch_size]], idx[i:i + batch_size], emu, fs, seed)
-                 for i in starts)
-        with tqdm(total=len(idx), desc=f"emulating events ({split})", unit="img",
-                  disable=not progress) as bar:
+        i = 0
+        with tqdm(total=shape[0], desc=desc, unit="img", disable=not progress) as bar:
             if workers > 1:
                 with ProcessPoolExecutor(workers) as pool:
-                    for i, fr in zip(starts, pool.map(_convert, tasks), strict=True):
+                    results = pool.map(_convert, tasks)
+                    for fr in results:
                         out[i:i + len(fr)] = fr
+                        i += len(fr)
                         bar.update(len(fr))
             else:
-                for i, task in zip(starts, tasks, strict=True):
+                for task in tasks:
                     fr = _convert(task)
                     out[i:i + len(fr)] = fr
+                    i += len(fr)
                     bar.update(len(fr))
         out.flush()
         del out
@@ -332,17 +353,11 @@ def event_fashion_mnist(
 
     def write_labels(tmp: str) -> None:
         with open(tmp, "wb") as fh:
-            np.save(fh, labels[idx].astype(np.int64))
+            np.save(fh, labels.astype(np.int64))
 
     lab_p = atomic_write(stem.with_name(stem.name + ".labels.npy"), write_labels)
     meta = {"format": CACHE_FORMAT, "key": key, "shape": list(shape), "split": split,
             "settings": key_src, "frames_digest": _file_digest(fr_p),
             "labels_digest": _file_digest(lab_p)}
-    atomic_write(meta_p, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
-    try:
-        frames, labs = _load_cache(stem, key, shape)
-    except ValueError as e:  # pragma: no cover - only on a failing disk
-        raise DataError(f"event cache written but unreadable: {e}") from None
-    ds = EventFrameDataset(frames, labs, CLASSES, name)
-    ds.cache_path = stem
-    return ds
+    atomic_write(stem.with_name(stem.name + ".json"),
+                 lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
