@@ -389,9 +389,10 @@ class LIF(SpikingNeuron):
         if h0 is not None and h0.shape != x.shape[1:]:
             raise ValueError(f"h0 must have shape {tuple(x.shape[1:])}, got {tuple(h0.shape)}")
         observed = bool(self._observers)
-        s, u, h = self._run(x, h0, return_potential or self.wants_potential, return_state)
+        want_u = return_potential or self.wants_potential
+        s, u, h = self._run(x, h0, want_u, return_state)
         if observed:
-            self._notify(s, u)
+            self._notify(s, u if want_u else None)
         s = self._emit(s)
         if return_potential:
             return NeuronOutput(s, u, h) if return_state else SpikesAndPotential(s, u)
