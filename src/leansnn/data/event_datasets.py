@@ -19,8 +19,6 @@ Frames are stored as uint8 counts (clipped at 255): 16 KiB per image at T=8, 32x
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import warnings
 from collections.abc import Iterator
@@ -32,20 +30,24 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..base.io import atomic_write
+from .cache import (
+    CacheError,
+    Stream,
+    array_digest,
+    default_cache_dir,
+    open_cache,
+    read_cache,
+    settings_key,
+    write_cache,
+)
+from .cache import file_digest as _file_digest  # noqa: F401  (kept for callers and tests)
 from .emulator import EmulatorSettings, emulate_batch
 from .events import frames_from_batch
 from .fashion_mnist import CLASSES, DataError, fashion_mnist
 
 __all__ = ["FrameSettings", "EventFrameDataset", "event_fashion_mnist", "default_cache_dir"]
 
-CACHE_FORMAT = 1
-
-
-def default_cache_dir() -> Path:
-    """``$LEANSNN_CACHE`` if set, else ``~/.cache/leansnn``."""
-    env = os.environ.get("LEANSNN_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "leansnn"
+CACHE_FORMAT = 1   # version of this data set's frames (the cache layout has its own)
 
 
 @dataclass(frozen=True)
@@ -147,57 +149,6 @@ class EventFrameDataset(torch.utils.data.Dataset):
             yield x, self.labels[torch.from_numpy(idx)]
 
 
-def _digest(*arrays: np.ndarray) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for a in arrays:
-        h.update(str((a.dtype.str, a.shape)).encode())
-        h.update(np.ascontiguousarray(a).data)
-    return h.hexdigest()
-
-
-def _file_digest(path: Path, block: int = 1 << 16, blocks: int = 128) -> str:
-    """Checksum of a file: all of it up to ``block * blocks`` bytes, else its size and
-    ``blocks`` evenly spaced blocks including the first and the last (a spot check that
-    catches truncation and damaged ends in milliseconds on a 1 GB cache file)."""
-    size = path.stat().st_size
-    h = hashlib.blake2b(str(size).encode(), digest_size=16)
-    with open(path, "rb") as fh:
-        if size <= block * blocks:
-            h.update(fh.read())
-        else:
-            for off in np.linspace(0, size - block, blocks).astype(np.int64):
-                fh.seek(int(off))
-                h.update(fh.read(block))
-    return h.hexdigest()
-
-
-def _load_cache(stem: Path, key: str, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(frames memmap, labels)`` or raise ``ValueError`` saying what is wrong."""
-    meta_p, fr_p, lab_p = (stem.with_name(stem.name + s) for s in (".json", ".frames.npy",
-                                                                    ".labels.npy"))
-    try:
-        meta = json.loads(meta_p.read_text())
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{meta_p}: unreadable ({type(e).__name__}: {e})") from None
-    if meta.get("key") != key or meta.get("format") != CACHE_FORMAT:
-        raise ValueError(f"{meta_p}: key or format mismatch")
-    for p, name in ((fr_p, "frames"), (lab_p, "labels")):
-        try:
-            digest = _file_digest(p)
-        except OSError as e:
-            raise ValueError(f"{p}: unreadable ({e})") from None
-        if digest != meta.get(f"{name}_digest"):
-            raise ValueError(f"{p}: checksum mismatch (truncated or modified)")
-    try:
-        frames = np.load(fr_p, mmap_mode="r")
-        labels = np.load(lab_p)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{stem}: cannot load ({type(e).__name__}: {e})") from None
-    if frames.shape != shape or frames.dtype != np.uint8 or labels.shape != shape[:1]:
-        raise ValueError(f"{fr_p}: shape {frames.shape}/{labels.shape}, expected {shape}")
-    return frames, labels
-
-
 def _convert(task: tuple) -> np.ndarray:
     """Emulate and bin one batch of images: uint8 ``[B, T, 2, H, W]`` (runs in workers too)."""
     images, indices, emu, fs, seed = task
@@ -268,13 +219,13 @@ def event_fashion_mnist(
         g = torch.Generator().manual_seed(subset_seed)
         idx = torch.randperm(len(labels), generator=g)[:n].numpy()
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    source = _digest(images, labels)
+    source = array_digest(images, labels)
     h, w = fs.size
 
     def locate(ids: np.ndarray) -> tuple[dict, str, Path]:
         src = {"format": CACHE_FORMAT, "emulator": asdict(emu), "frames": asdict(fs),
-               "seed": seed, "source": source, "indices": _digest(ids.astype(np.int64))}
-        k = hashlib.sha256(json.dumps(src, sort_keys=True).encode()).hexdigest()[:20]
+               "seed": seed, "source": source, "indices": array_digest(ids.astype(np.int64))}
+        k = settings_key(src)
         tag = f"n{len(ids)}" if len(ids) < len(labels) else "all"
         return src, k, folder / f"event_fashion_mnist-{split}-{tag}-{k}"
 
@@ -298,10 +249,10 @@ def event_fashion_mnist(
     _write_cache(stem, key, key_src, split, shape, labels[idx], tasks, workers,
                  progress=progress, desc=f"emulating events ({split})")
     try:
-        frames, labs = _load_cache(stem, key, shape)
-    except ValueError as e:  # pragma: no cover - only on a failing disk
+        arrays, _ = read_cache(stem, key, ("frames", "labels"))
+    except CacheError as e:  # pragma: no cover - only on a failing disk
         raise DataError(f"event cache written but unreadable: {e}") from None
-    ds = EventFrameDataset(frames, labs, CLASSES, name)
+    ds = EventFrameDataset(arrays["frames"], np.array(arrays["labels"]), CLASSES, name)
     ds.cache_path = stem
     return ds
 
@@ -309,13 +260,14 @@ def event_fashion_mnist(
 def _open_cached(stem: Path, key: str, shape: tuple, label: str) -> EventFrameDataset | None:
     """The cached frames at ``stem`` if present and intact (a damaged cache warns and is
     ignored, so the caller converts again)."""
-    if not stem.with_name(stem.name + ".json").exists():
+    got = open_cache(stem, key, ("frames", "labels"))
+    if got is None:
         return None
-    try:
-        frames, labs = _load_cache(stem, key, shape)
-    except ValueError as e:
-        warnings.warn(f"event cache is damaged, not using it (converting again): {e}",
-                      stacklevel=3)
+    arrays, _ = got
+    frames, labs = arrays["frames"], np.array(arrays["labels"])
+    if frames.shape != shape or frames.dtype != np.uint8 or labs.shape != shape[:1]:
+        warnings.warn(f"event cache is damaged, not using it (converting again): {stem}: "
+                      f"shape {frames.shape}/{labs.shape}, expected {shape}", stacklevel=3)
         return None
     ds = EventFrameDataset(frames, labs, CLASSES, label)
     ds.cache_path, ds.from_cache = stem, True
@@ -325,39 +277,23 @@ def _open_cached(stem: Path, key: str, shape: tuple, label: str) -> EventFrameDa
 def _write_cache(stem: Path, key: str, key_src: dict, split: str, shape: tuple,
                  labels: np.ndarray, tasks: list, workers: int, *, progress: bool,
                  desc: str) -> None:
-    """Convert ``tasks`` (see :func:`_convert`) into ``stem.frames.npy``, write the labels
-    and the JSON header with both files' digests; every file is written atomically and the
-    header last, so a cache without a header is never read."""
+    """Convert ``tasks`` (see :func:`_convert`) into the cache entry at ``stem`` (frames
+    streamed as they are converted, then the labels, then the header)."""
 
-    def write_frames(tmp: str) -> None:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        i = 0
+    def chunks():
         with tqdm(total=shape[0], desc=desc, unit="img", disable=not progress) as bar:
             if workers > 1:
                 with ProcessPoolExecutor(workers) as pool:
-                    results = pool.map(_convert, tasks)
-                    for fr in results:
-                        out[i:i + len(fr)] = fr
-                        i += len(fr)
+                    for fr in pool.map(_convert, tasks):
                         bar.update(len(fr))
+                        yield fr
             else:
                 for task in tasks:
                     fr = _convert(task)
-                    out[i:i + len(fr)] = fr
-                    i += len(fr)
                     bar.update(len(fr))
-        out.flush()
-        del out
+                    yield fr
 
-    fr_p = atomic_write(stem.with_name(stem.name + ".frames.npy"), write_frames)
-
-    def write_labels(tmp: str) -> None:
-        with open(tmp, "wb") as fh:
-            np.save(fh, labels.astype(np.int64))
-
-    lab_p = atomic_write(stem.with_name(stem.name + ".labels.npy"), write_labels)
-    meta = {"format": CACHE_FORMAT, "key": key, "shape": list(shape), "split": split,
-            "settings": key_src, "frames_digest": _file_digest(fr_p),
-            "labels_digest": _file_digest(lab_p)}
-    atomic_write(stem.with_name(stem.name + ".json"),
-                 lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+    write_cache(stem, key, key_src,
+                {"frames": Stream(np.uint8, shape[1:], chunks()),
+                 "labels": labels.astype(np.int64)},
+                extra={"split": split, "shape": list(shape)})

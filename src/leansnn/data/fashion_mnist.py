@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import DataError
+
 __all__ = ["fashion_mnist", "read_idx", "ImageDataset", "DataError", "CLASSES", "DEFAULT_ROOT"]
 
 DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
@@ -33,10 +35,6 @@ INSTALL_HINT = (
     "(train-images-idx3-ubyte.gz, ...) from https://github.com/zalandoresearch/fashion-mnist "
     "into a folder and pass root=FOLDER or set LEANSNN_DATA=FOLDER"
 )
-
-
-class DataError(ValueError):
-    """A data file is missing, truncated or corrupt (the message names the file)."""
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:

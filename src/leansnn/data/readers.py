@@ -39,8 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import DataError, FileFormatError
 from .events import EVENT_DTYPE
-from .fashion_mnist import DataError
 
 __all__ = [
     "EventFormatError", "read_nmnist", "read_aedat31", "read_dvs_gesture_labels",
@@ -58,13 +58,9 @@ _PACKET_HEADER = struct.Struct("<hhiiiiii")
 POLARITY_EVENT = 1
 
 
-class EventFormatError(DataError):
-    """An event file is truncated or corrupt; ``path`` and ``offset`` (bytes) say where."""
-
-    def __init__(self, path: str | os.PathLike, offset: int, what: str) -> None:
-        self.path, self.offset = Path(path), int(offset)
-        super().__init__(f"{path}: {what} (at byte offset {offset}); the file is truncated "
-                         "or corrupt, re-download or re-extract it")
+class EventFormatError(FileFormatError):
+    """An event file is truncated, corrupt or in another format; ``path`` and ``offset``
+    (bytes) say where."""
 
 
 def _sorted_by_time(ev: np.ndarray) -> np.ndarray:
