@@ -101,3 +101,56 @@ def test_learnable_threshold_state_dict_key_unchanged():
     m = ls.LIF(decay=0.5, threshold=0.3, learn_threshold=True, learn_decay=True)
     assert sorted(m.state_dict()) == ["decay_logit", "threshold"]
     assert sorted(ls.LIF(decay=0.3, threshold=0.3).state_dict()) == []
+
+
+@pytest.mark.parametrize("shape", [(3, 1, 1), (3, 4, 4), (1, 3, 1, 1)])
+def test_monitor_reads_tensor_thresholds(shape):
+    th = (torch.rand(shape) + 0.5)
+    net = ls.LIF(decay=0.5, threshold=th)
+    with ls.analysis.Monitor(net) as mon:
+        net(torch.rand(4, 2, 3, 4, 4) * 2)
+    (layer,) = mon.summary()["layers"].values()
+    assert len(layer["threshold"]) == 3 and 0 < layer["rate"] < 1
+
+
+def test_fused_tensor_params_save_one_tensor_per_step():
+    T, shape = 6, (4, 3, 5)
+    x = torch.randn(T, *shape, requires_grad=True)
+    m = ls.LIF(decay=torch.full((3, 1), 0.5), threshold=torch.rand(3, 5) + 0.5,
+               learn_threshold=True, v_reset=torch.zeros(3, 1))
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = m(x)
+    assert sum(saved) <= T * x[0].numel(), saved
+    y.sum().backward()
+    assert m.threshold.grad.shape == (3, 5)
+
+
+def test_tensor_parameter_neurons_nir_round_trip():
+    pytest.importorskip("nir")
+    from torch import nn
+
+    from leansnn.layers import TimeFold
+
+    torch.manual_seed(0)
+    hard = nn.Sequential(
+        TimeFold(nn.Linear(4, 3)),
+        ls.LIF(decay=torch.tensor([0.3, 0.6, 0.9]), threshold=torch.tensor([0.2, 0.4, 0.3]),
+               v_reset=torch.tensor([0.0, -0.1, 0.05])),
+        TimeFold(nn.Linear(3, 5)), ls.IF(threshold=torch.rand(5) + 0.3, reset="hard")).double()
+    soft = nn.Sequential(
+        TimeFold(nn.Linear(4, 3)),
+        ls.IF(threshold=torch.tensor([0.2, 0.4, 0.3]), v_init=torch.tensor([0.1, 0.2, 0.0])),
+    ).double()
+    x = torch.rand(6, 2, 4, dtype=D)
+    for model in (hard, soft):
+        back = ls.interop.from_nir(ls.interop.to_nir(model, x), dtype=D)
+        with torch.no_grad():
+            want = model(x)
+            assert 0 < float(want.mean()) < 1
+            assert torch.equal(back(x), want)

@@ -527,15 +527,19 @@ def _node_module(nir, node, dt: float, gmeta: dict, name: str) -> nn.Module:
 
 
 def _soft_if(nir, integ, thr, fb, dt: float, meta: dict, name: str) -> IF:
-    gain = nir_if_to_leansnn(uniform(integ.r, "r", name), dt)["gain"]
-    theta_thr = uniform(thr.threshold, "threshold", name)
     if isinstance(fb, nir.Scale):
-        w = uniform(fb.scale, "scale", name)
+        w_arr = np.asarray(fb.scale, dtype=np.float64)
     else:
         mat = np.asarray(fb.weight, dtype=np.float64)
         if mat.ndim != 2 or not np.array_equal(mat, np.diag(np.diag(mat))):
             raise ValueError("the reset feedback must be diagonal (each neuron resets itself)")
-        w = uniform(np.diag(mat), "feedback weight", name)
+        w_arr = np.diag(mat)
+    arrays = [np.asarray(a, np.float64) for a in (integ.r, thr.threshold, w_arr)]
+    if not all(a.size and np.all(a == a.reshape(-1)[0]) for a in arrays):
+        return _soft_if_per_neuron(integ, thr, w_arr, dt)
+    gain = nir_if_to_leansnn(uniform(integ.r, "r", name), dt)["gain"]
+    theta_thr = uniform(thr.threshold, "threshold", name)
+    w = uniform(w_arr, "feedback weight", name)
     if not w < 0:
         raise ValueError(f"the reset feedback must be negative (subtract), got {w:g}")
     theta = -w * gain
@@ -547,6 +551,22 @@ def _soft_if(nir, integ, thr, fb, dt: float, meta: dict, name: str) -> IF:
         gain, threshold = float(meta["gain"]), float(meta["threshold"])
         v_init = float(meta["v_init"])
     return _neuron(IF, gain=gain, threshold=threshold, reset="soft", v_init=v_init)
+
+
+def _soft_if_per_neuron(integ, thr, w, dt: float) -> IF:
+    """The soft-reset motif with per-neuron values: an ``IF`` with tensor parameters."""
+    shape = np.broadcast_shapes(*(np.shape(a) for a in (integ.r, thr.threshold, w)))
+
+    def full(a) -> np.ndarray:
+        return np.broadcast_to(np.asarray(a, np.float64), shape)
+
+    gain = full(integ.r) * dt
+    if not np.all(w < 0):
+        raise ValueError("the reset feedback must be negative (subtract) for every neuron")
+    theta = -full(w) * gain
+    threshold = np.nextafter(theta.astype(np.float32), np.float32(np.inf)).astype(np.float64)
+    return IF(threshold=torch.as_tensor(threshold), reset="soft", gain=torch.as_tensor(gain),
+              v_init=torch.as_tensor(theta - full(thr.threshold)))
 
 
 def _serial_if(nir, integ, thr, fb, amp, dt: float, meta: dict):
