@@ -39,7 +39,8 @@ def _one(config: str, images: int | None) -> dict:
     import leansnn as ls
     from leansnn.analysis import Monitor
     from leansnn.analysis.report import analyze
-    from leansnn.train import evaluate, iterate
+    from leansnn.base.batching import iter_batches
+    from leansnn.train import evaluate
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -53,8 +54,8 @@ def _one(config: str, images: int | None) -> dict:
             out["result"] = evaluate(model, test, batch_size=BATCH)["accuracy"]
         elif config == "monitor":
             with Monitor(model) as mon, torch.no_grad():
-                for x, _ in iterate(test, BATCH):
-                    model(x)
+                for b in iter_batches(test, BATCH):
+                    model(b.x)
             out["result"] = mon.summary()["nasfr"]
         else:
             out["result"] = analyze(model, test, batch_size=BATCH)["monitor"]["nasfr"]

@@ -13,7 +13,7 @@ from leansnn.layers import TimeFold
 
 
 def _one(x: torch.Tensor) -> list:
-    return [(x, torch.zeros(1))]  # one input (label count 1)
+    return [(x, torch.zeros(1, dtype=torch.long))]  # one input (label count 1)
 
 
 def test_fanout_3x3_pad1_stride1_by_hand():
@@ -111,7 +111,7 @@ def test_network_counts_from_actual_spikes():
         sops_conv += float((seen["s1"].sum(dim=(0, 1, 2)) * fan).sum())
         sops_fc += float(seen["s2"].sum()) * 4
     assert sops_conv > 0 and sops_fc > 0
-    e = energy(net, [(xb, torch.zeros(len(xb))) for xb in batches])
+    e = energy(net, [(xb, torch.zeros(len(xb), dtype=torch.long)) for xb in batches])
     assert e["inputs"] == 5
     L = e["layers"]
     assert L["stem"]["input"] == "analog" and L["stem"]["macs"] == 2 * 16 * 9  # once/input
@@ -120,8 +120,8 @@ def test_network_counts_from_actual_spikes():
     assert e["sops"] == pytest.approx((sops_conv + sops_fc) / 5)
     assert e["energy_pj"] == pytest.approx(4.6 * 288 + 0.9 * (sops_conv + sops_fc) / 5)
     assert e["ann_macs"] == 288 + 3 * 4 * 2 * 9 + 12 * 4
-    e2 = energy(net, [(xb, torch.zeros(len(xb))) for xb in batches], e_mac=1.0, e_ac=0.0,
-                max_batches=1)
+    e2 = energy(net, [(xb, torch.zeros(len(xb), dtype=torch.long)) for xb in batches],
+                e_mac=1.0, e_ac=0.0, max_batches=1)
     assert e2["inputs"] == 2 and e2["energy_pj"] == pytest.approx(288)
 
 
@@ -149,7 +149,7 @@ def test_converted_network_counts_spikes_of_the_simulation():
                         nn.Flatten(), nn.Linear(4 * 36, 3))
     snn = ls.convert(ann, T=4, method="parallel")
     x = torch.rand(2, 1, 6, 6)
-    e = energy(snn, [(x, torch.zeros(2))])
+    e = energy(snn, [(x, torch.zeros(2, dtype=torch.long))])
     assert snn.engine == "auto"  # restored
     kinds = [v["input"] for v in e["layers"].values()]
     assert kinds[0] == "analog" and kinds[1:] == ["spikes", "spikes"]
@@ -176,13 +176,13 @@ def test_average_pooled_spikes_count_one_accumulate_per_spike():
     s[0, 0, :2, 1] = 0.0
     s[0, 0, 1, 0] = 0.0
     net = nn.Sequential(nn.AvgPool2d(2), nn.Flatten(), nn.Linear(2 * 2 * 2, 5))
-    e = energy(net, [(s, torch.zeros(3))])
+    e = energy(net, [(s, torch.zeros(3, dtype=torch.long))])
     lay = e["layers"]["2"]
     assert lay["input"] == "pooled"
     assert lay["sops"] * 3 == float(s.sum()) * 5  # every spike reaches 5 outputs once
     # amplitude-theta spikes pooled per channel, and analog values stay MACs
-    e = energy(net, [(s * 0.7, torch.zeros(3))])
+    e = energy(net, [(s * 0.7, torch.zeros(3, dtype=torch.long))])
     assert e["layers"]["2"]["input"] == "pooled" and e["layers"]["2"]["sops"] * 3 == float(
         s.sum()) * 5
     x = torch.rand(3, 2, 4, 4)
-    assert energy(net, [(x, torch.zeros(3))])["layers"]["2"]["input"] == "analog"
+    assert energy(net, [(x, torch.zeros(3, dtype=torch.long))])["layers"]["2"]["input"] == "analog"

@@ -107,7 +107,7 @@ def test_lif_snn_a_with_asa():
     st = mon.summary()
     assert len(st["layers"]) == 5  # three conv stages, two FC layers
     assert all(v["potential"]["window"] == 0.25 for v in st["layers"].values())
-    e = energy(net, [(x, torch.zeros(3))])
+    e = energy(net, [(x, torch.zeros(3, dtype=torch.long))])
     # binary event frames into the first conv are accumulates
     assert e["layers"]["conv1.layer.0"]["input"] in ("spikes", "events")
     assert e["sops"] > 0

@@ -8,7 +8,7 @@ import torch
 import leansnn as ls
 from leansnn.attention import ASA
 from leansnn.cli import main
-from leansnn.commands.train_snn import LayerRates
+from leansnn.evaluation import SpikeCounter
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -54,23 +54,21 @@ def test_train_snn_json_checkpoint_and_resume(tmp_path):
     assert model(torch.rand(4, 1, 28, 28)).shape == (2, 4, 10)
 
 
-def test_layer_rates_count_eval_only_and_match_nasfr():
+def test_eval_only_counter_skips_training_passes_and_matches_the_full_counter():
     torch.manual_seed(0)
     net = ls.models.create("lif_snn_a", T=3, width=4, input_size=(8, 8), dropout=0.0)
-    lr = LayerRates(net)
     x = torch.rand(3, 5, 2, 8, 8) * 2
-    net.train()
-    net(x)
-    assert all(v != v for v in lr.rates().values())  # nan: nothing counted in training mode
-    net.eval()
-    from leansnn.train import SpikeCounter
-    with SpikeCounter(net) as sc:
+    with SpikeCounter(net, eval_only=True) as ev_only, SpikeCounter(net) as every:
+        net.train()
         net(x)
-    assert lr.nasfr() == pytest.approx(sc.rate)
-    lr.reset()
-    lr.remove()
-    net(x)
-    assert all(v != v for v in lr.rates().values())
+        assert all(v != v for v in ev_only.layer_rates().values())  # nan: nothing counted
+        assert every.slots > 0
+        every.reset()
+        net.eval()
+        net(x)
+    assert ev_only.rate == every.rate and ev_only.layer_rates() == every.layer_rates()
+    net(x)  # detached: no more counting
+    assert ev_only.layers["lif1"].samples == 5
 
 
 def test_errors_exit_2(capsys):

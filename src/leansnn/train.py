@@ -1,6 +1,8 @@
-"""Training and evaluation loops for ANNs (``[B, K]`` outputs) and SNNs (``[T, B, K]``).
+"""The training loop for ANNs (``[B, K]`` outputs) and SNNs (``[T, B, K]``).
 
 One loop serves both: an SNN's prediction is the mean of its per-step outputs over T.
+Data is read through :func:`leansnn.base.batching.iter_batches`; spikes are counted and
+test sets evaluated with :mod:`leansnn.evaluation` (``evaluate`` is re-exported here).
 Checkpoints are written atomically after every epoch and hold model, optimizer,
 scheduler, epoch, history and random state, so ``resume=True`` continues an interrupted
 run to the same result.
@@ -8,10 +10,9 @@ run to the same result.
 
 from __future__ import annotations
 
-import math
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .base.batching import BatchError, iter_batches, num_batches
 from .checkpoint import load_checkpoint, save
+from .evaluation import SpikeCounter, evaluate, rate_output
 from .layers import check_finite
-from .neuron import SpikingNeuron
 
-__all__ = [
-    "TrainConfig", "fit", "evaluate", "SpikeCounter", "iterate", "rate_output", "seed_all",
-]
+__all__ = ["TrainConfig", "fit", "evaluate", "seed_all"]
 
 
 def seed_all(seed: int) -> None:
@@ -37,65 +37,11 @@ def seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def rate_output(y: torch.Tensor) -> torch.Tensor:
-    """``[T, B, K]`` -> mean over T ``[B, K]``; ``[B, K]`` passes through."""
-    return y.mean(0) if y.dim() == 3 else y
-
-
 def iterate(data: Any, batch_size: int, shuffle: bool = False, seed: int = 0,
-            drop_last: bool = False) -> Iterator:
-    """Batches from a leansnn dataset (``.batches``), a ``Dataset`` or an iterable loader."""
-    if hasattr(data, "batches"):
-        return iter(data.batches(batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last))
-    if isinstance(data, torch.utils.data.Dataset):
-        g = torch.Generator().manual_seed(seed)
-        return iter(torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=shuffle,
-                                                generator=g, drop_last=drop_last))
-    if isinstance(data, Iterable):
-        return iter(data)
-    raise ValueError(f"cannot iterate over data of type {type(data).__name__}")
-
-
-def _num_batches(data: Any, batch_size: int, drop_last: bool = False) -> int | None:
-    try:
-        n = len(data)
-    except TypeError:
-        return None
-    if hasattr(data, "batches") or isinstance(data, torch.utils.data.Dataset):
-        return n // batch_size if drop_last else math.ceil(n / batch_size)
-    return n
-
-
-class SpikeCounter:
-    """Counts spikes of every :class:`~leansnn.neuron.SpikingNeuron` while active.
-
-    ``rate`` = all spikes / all neuron-steps seen (the mean firing rate; NASFR when the
-    classifier also spikes). Use as a context manager.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model, self.handles = model, []
-        self.spikes, self.slots = 0.0, 0
-
-    def _hook(self, module, inputs, output) -> None:
-        s = output[0] if isinstance(output, tuple) else output
-        self.spikes += float(s.detach().sum())
-        self.slots += s.numel()
-
-    def __enter__(self) -> SpikeCounter:
-        for m in self.model.modules():
-            if isinstance(m, SpikingNeuron):
-                self.handles.append(m.register_forward_hook(self._hook))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for h in self.handles:
-            h.remove()
-        self.handles.clear()
-
-    @property
-    def rate(self) -> float:
-        return self.spikes / self.slots if self.slots else float("nan")
+            drop_last: bool = False):
+    """Deprecated, to be removed once ``convert/calibrate.py`` reads
+    :func:`leansnn.base.batching.iter_batches` itself (issue 14)."""
+    return iter_batches(data, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
 
 
 @dataclass
@@ -160,30 +106,6 @@ def _loss(out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
     return nn.functional.mse_loss(r, nn.functional.one_hot(y, r.shape[-1]).to(r.dtype))
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, data: Any, batch_size: int = 256, device: str = "cpu",
-             progress: bool = False, desc: str = "eval") -> dict:
-    """Accuracy (and firing rate for SNNs) of ``model`` on ``data``.
-
-    Returns ``{"accuracy": float in [0, 1], "firing_rate": float or nan, "n": int}``.
-    """
-    was_training = model.training
-    model.eval()
-    correct = n = 0
-    with SpikeCounter(model) as sc:
-        it = iterate(data, batch_size)
-        for x, y in tqdm(it, total=_num_batches(data, batch_size), desc=desc, leave=False,
-                         disable=not progress):
-            x, y = x.to(device), y.to(device)
-            pred = rate_output(model(x)).argmax(-1)
-            correct += int((pred == y).sum())
-            n += int(y.numel())
-    model.train(was_training)
-    if n == 0:
-        raise ValueError("evaluation data is empty")
-    return {"accuracy": correct / n, "firing_rate": sc.rate, "n": n}
-
-
 def _rng_state() -> dict:
     np_state = np.random.get_state()
     return {
@@ -232,8 +154,13 @@ def fit(
 ) -> dict:
     """Train ``model`` and return ``{"history": [per-epoch dicts], "model": model}``.
 
-    Each epoch's dict holds ``epoch, loss, train_accuracy, firing_rate, test_accuracy,
-    test_firing_rate, seconds``. With ``checkpoint`` a resumable checkpoint is written
+    ``train_data`` / ``test_data``: anything :func:`leansnn.base.batching.iter_batches`
+    reads; training batches need labels (an ``(x, y)`` pair, ``TensorDataset(x, y)``, a
+    labelled data set or loader). ``config.max_batches`` limits the batches per epoch.
+    Each epoch's dict holds ``epoch, loss, train_accuracy, firing_rate`` (spikes per neuron
+    and step during training), ``test_accuracy, test_firing_rate, test_layer_rates``
+    (:func:`leansnn.evaluation.evaluate` on ``test_data``) ``, seconds``. With
+    ``checkpoint`` a resumable checkpoint is written
     atomically after every epoch; with ``resume=True`` and an existing checkpoint the run
     continues where it stopped (model, optimizer, scheduler, epoch and random state).
     Under DDP (:mod:`leansnn.distributed`) only rank 0 shows progress, evaluates and writes
@@ -267,17 +194,18 @@ def fit(
         model.train()
         t0 = time.perf_counter()
         tot_loss = correct = n = 0.0
-        nb = _num_batches(train_data, cfg.batch_size, drop_last=True)
-        if cfg.max_batches is not None:
-            nb = min(nb or cfg.max_batches, cfg.max_batches)
-        bar = tqdm(iterate(train_data, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch,
-                           drop_last=True), total=nb, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not progress, leave=False)
+        batches = dict(shuffle=True, seed=cfg.seed + epoch, drop_last=True,
+                       max_batches=cfg.max_batches)
+        bar = tqdm(iter_batches(train_data, cfg.batch_size, **batches),
+                   total=num_batches(train_data, cfg.batch_size, drop_last=True,
+                                     max_batches=cfg.max_batches),
+                   desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
         with SpikeCounter(model) as sc:
-            for i, (x, y) in enumerate(bar):
-                if cfg.max_batches is not None and i >= cfg.max_batches:
-                    break
-                x, y = x.to(device), y.to(device)
+            for i, b in enumerate(bar):
+                if b.y is None:
+                    raise BatchError(f"batch {i} of the training data has no labels; fit needs "
+                                     "(inputs, labels) batches, e.g. TensorDataset(x, y)")
+                x, y = b.x.to(device), b.y.to(device)
                 if cfg.augment == "flip_crop":
                     x = _augment(x, aug_g)
                 out = model(x)
@@ -286,33 +214,36 @@ def fit(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                b = y.numel()
-                tot_loss += float(loss.detach()) * b
+                n_b = y.numel()
+                tot_loss += float(loss.detach()) * n_b
                 correct += float((rate_output(out).argmax(-1) == y).sum())
-                n += b
-                post = {"loss": f"{tot_loss / n:.4f}", "acc": f"{correct / n:.3f}"}
-                if sc.slots:
-                    post["rate"] = f"{sc.rate:.3f}"
-                bar.set_postfix(post)
+                n += n_b
+                if progress:
+                    post = {"loss": f"{tot_loss / n:.4f}", "acc": f"{correct / n:.3f}"}
+                    if sc.slots:
+                        post["rate"] = f"{sc.rate:.3f}"
+                    bar.set_postfix(post)
         bar.close()
+        spikes, slots = sc.spikes, sc.slots
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            tot = torch.tensor([tot_loss, correct, n, sc.spikes, sc.slots], dtype=torch.float64,
+            tot = torch.tensor([tot_loss, correct, n, spikes, slots], dtype=torch.float64,
                                device=device)
             torch.distributed.all_reduce(tot)
-            tot_loss, correct, n, sc.spikes, sc.slots = tot.tolist()
+            tot_loss, correct, n, spikes, slots = tot.tolist()
         if sched is not None:
             sched.step()
         rec = {
             "epoch": epoch + 1,
             "loss": tot_loss / max(n, 1),
             "train_accuracy": correct / max(n, 1),
-            "firing_rate": sc.rate,
+            "firing_rate": spikes / slots if slots else float("nan"),
             "seconds": time.perf_counter() - t0,
         }
         if test_data is not None and main:
             ev = evaluate(_unwrap(model), test_data, batch_size=max(cfg.batch_size, 256),
                           device=device, progress=progress, desc="test")
             rec["test_accuracy"], rec["test_firing_rate"] = ev["accuracy"], ev["firing_rate"]
+            rec["test_layer_rates"] = ev["layer_rates"]
         history.append(rec)
         if checkpoint is not None and main:
             state = {"optimizer": opt.state_dict(), "epoch": epoch + 1, "rng": _rng_state()}

@@ -34,16 +34,16 @@ is usual in this estimate.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..base.batching import check_limit, iter_batches, num_batches
+
 __all__ = [
-    "energy", "OpCounter", "batch_inputs", "fanout_map", "is_binary", "is_event_counts",
-    "spike_units",
+    "energy", "OpCounter", "fanout_map", "is_binary", "is_event_counts", "spike_units",
 ]
 
 _COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -220,14 +220,6 @@ class _Counter:
         }
 
 
-def _batches(data: Any, batch_size: int) -> Iterable:
-    if isinstance(data, torch.Tensor):
-        return [data[i:i + batch_size] for i in range(0, data.shape[0], batch_size)]
-    from ..train import iterate
-
-    return iterate(data, batch_size)
-
-
 def _asa_type() -> type | None:
     try:
         from ..attention import ASA
@@ -329,15 +321,6 @@ class OpCounter:
         }
 
 
-def batch_inputs(batch: Any) -> tuple[torch.Tensor, int]:
-    """``(x, number of inputs)`` of a batch: ``(x, y)`` counts ``len(y)``; a bare tensor
-    counts its first dim (static inputs ``[B, ...]``)."""
-    if isinstance(batch, (tuple, list)):
-        x = batch[0]
-        return x, (len(batch[1]) if len(batch) > 1 else x.shape[0])
-    return batch, batch.shape[0]
-
-
 @torch.no_grad()
 def energy(
     model: nn.Module,
@@ -346,14 +329,17 @@ def energy(
     e_ac: float = 0.9,
     max_batches: int | None = None,
     *,
+    max_samples: int | None = None,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     progress: bool = False,
 ) -> dict:
     """Synaptic operations, MACs and energy per input of ``model`` over ``data``.
 
-    ``data``: a leansnn dataset, a ``Dataset``, an iterable of ``(x, y)`` batches (inputs
-    counted as ``len(y)``), or a tensor of inputs ``[N, ...]`` (static inputs, N counted).
+    ``data``: anything :func:`leansnn.base.batching.iter_batches` reads (a tensor of inputs
+    ``[N, ...]``, an ``(inputs, labels)`` pair, a ``Dataset``, a ``DataLoader``, an iterable
+    of batches), read up to ``max_batches`` batches / ``max_samples`` samples; inputs are
+    counted as the labels of a batch, or the first dim of an unlabelled one.
     ``e_mac``, ``e_ac``: energy per multiply-accumulate and per accumulate, in pJ.
     Counting rules and formulas are in the module docstring; the model runs in eval mode.
 
@@ -364,20 +350,18 @@ def energy(
     count per input
     (mean over the inputs seen), energies in pJ per input.
     """
-    if max_batches is not None and (not isinstance(max_batches, int) or max_batches < 1):
-        raise ValueError(f"max_batches must be a positive int or None, got {max_batches!r}")
+    limits = {"max_batches": check_limit(max_batches, "max_batches"),
+              "max_samples": check_limit(max_samples, "max_samples")}
     counter = OpCounter(model, e_mac, e_ac)
     was_training = model.training
     model.eval()
     try:
         with counter:
-            for i, batch in enumerate(tqdm(_batches(data, batch_size), desc="energy",
-                                           leave=False, disable=not progress)):
-                if max_batches is not None and i >= max_batches:
-                    break
-                x, k = batch_inputs(batch)
-                model(x.to(device))
-                counter.add_inputs(k)
+            for b in tqdm(iter_batches(data, batch_size, **limits), desc="energy",
+                          total=num_batches(data, batch_size, **limits), leave=False,
+                          disable=not progress):
+                model(b.x.to(device))
+                counter.add_inputs(b.size)
     finally:
         model.train(was_training)
     return counter.result()

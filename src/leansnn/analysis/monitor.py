@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..neuron import LIF, SpikingNeuron
+from ..evaluation import LayerSpikes, spike_rate, spiking_layers
+from ..neuron import LIF
 
 __all__ = ["Monitor", "MonitorConfig", "layer_threshold", "surrogate_window"]
 
@@ -132,6 +133,8 @@ class _LayerStats:
     def __init__(self, name: str, module: nn.Module, cfg: MonitorConfig) -> None:
         self.name, self.cfg = name, cfg
         self.kind = type(module).__name__
+        # spikes per (step, channel): the counter every firing rate of leansnn is read from
+        self.events = LayerSpikes(name)
         self.threshold = layer_threshold(module)
         self.window = surrogate_window(module)
         # LIF/IF (and subclasses) emit exact 0./1. spikes with s = H(u - θ)
@@ -150,7 +153,6 @@ class _LayerStats:
         dev = s.device
         f64 = dict(dtype=torch.float64, device=dev)
         self.neuron_counts = torch.zeros(self.N, **f64)  # spikes per neuron over t and b
-        self.step_ch = torch.zeros(T, self.C, **f64)  # spikes per (step, channel) over b
         self.silent_in = torch.zeros((), **f64)  # (sample, neuron) pairs with no spike in T
         self.always_in = torch.zeros((), **f64)  # (sample, neuron) pairs spiking at every step
         self.joint = torch.zeros(max(T - 1, 0), **f64)  # sum_b,i s[t] s[t-1]
@@ -196,6 +198,7 @@ class _LayerStats:
             )
         s = s.detach()
         T, B, N = self.T, s.shape[1], self.N
+        self.events.update(s, self.unit_spikes)
         self.samples += B
         self.calls += 1
         self._capture(s, u)
@@ -210,7 +213,6 @@ class _LayerStats:
             cnt_in += bt
             X = bt.view(B, C, -1)
             nc = X.sum(-1) if X.shape[-1] > 1 else X.view(B, C)  # [B, C] spikes per channel
-            self.step_ch[t] += nc.sum(0)
             n_t = nc.sum(1)  # [B] spikes per sample at step t
             step_spikes.append(n_t.sum())
             if prev is not None:
@@ -295,10 +297,8 @@ class _LayerStats:
         if self.shape is None:
             return {"type": self.kind, "samples": 0, "rate": float("nan")}
         T, N, n = self.T, self.N, self.samples
-        total = float(self.step_ch.sum())
+        ev = self.events.summary()
         per_neuron = self.neuron_counts  # [N]
-        rate_step = (self.step_ch.sum(1) / (n * N)).tolist()
-        rate_ch = (self.step_ch.sum(0) / (n * T * (N // self.C))).tolist()
         prev_spikes = self.prev_spikes
         p_step = (self.joint / prev_spikes.clamp_min(1)).tolist()
         th = self.threshold
@@ -309,11 +309,11 @@ class _LayerStats:
             "T": T,
             "samples": n,
             "threshold": th.tolist() if isinstance(th, torch.Tensor) else th,
-            "spikes": total,
-            "rate": total / (n * T * N),
-            "rate_per_step": rate_step,
-            "rate_per_channel": rate_ch,
-            "rate_per_step_channel": (self.step_ch / (n * (N // self.C))).tolist(),
+            "spikes": ev["spikes"],
+            "rate": ev["rate"],
+            "rate_per_step": ev["rate_per_step"],
+            "rate_per_channel": ev["rate_per_channel"],
+            "rate_per_step_channel": ev["rate_per_step_channel"],
             "silent_fraction": float((per_neuron == 0).sum()) / N,
             "always_firing_fraction": float((per_neuron == n * T).sum()) / N,
             "silent_fraction_per_input": float(self.silent_in) / (n * N),
@@ -428,9 +428,8 @@ class Monitor:
         self.model = model
         self.layers: dict[str, _LayerStats] = {}
         self._handles: list = []
-        for name, m in model.named_modules():
-            if isinstance(m, SpikingNeuron):
-                self.layers[name or "<model>"] = _LayerStats(name or "<model>", m, self.config)
+        for name, m in spiking_layers(model):
+            self.layers[name] = _LayerStats(name, m, self.config)
         if not self.layers:
             raise ValueError(
                 f"Monitor: {type(model).__name__} has no spiking layers (no submodule derives "
@@ -449,7 +448,8 @@ class Monitor:
         modules = dict(self.model.named_modules())
         for name, stats in self.layers.items():
             m = modules["" if name == "<model>" else name]
-            self._handles.append(m.add_observer(self._observer(stats)))
+            self._handles.append(m.add_observer(self._observer(stats),
+                                                potential=self.config.potentials))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -472,11 +472,10 @@ class Monitor:
         """
         layers = {name: st.summary() for name, st in self.layers.items()}
         seen = [st for st in self.layers.values() if st.samples > 0]
-        spikes = sum(float(st.step_ch.sum()) for st in seen)
-        slots = sum(st.T * st.N * st.samples for st in seen)
+        spikes = sum(st.events.spikes for st in seen)
         n = self.samples
         return {
-            "nasfr": spikes / slots if slots else float("nan"),
+            "nasfr": spike_rate(st.events for st in seen),
             "samples": n,
             "neurons": sum(st.N for st in seen),
             "spikes_per_input": spikes / n if n else float("nan"),

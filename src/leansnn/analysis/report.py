@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..base.io import atomic_write
-from .energy import OpCounter, batch_inputs
+from ..evaluation import evaluate
+from .energy import OpCounter
 from .monitor import Monitor, MonitorConfig
 
 __all__ = ["analyze", "write_report", "write_metrics", "to_json"]
@@ -30,47 +30,29 @@ __all__ = ["analyze", "write_report", "write_metrics", "to_json"]
 
 @torch.no_grad()
 def analyze(model: nn.Module, data: Any, label: str = "model", *, batch_size: int = 256,
-            max_batches: int | None = None, capture: int = 1, bins: int = 90,
-            e_mac: float = 4.6, e_ac: float = 0.9, device: str = "cpu",
+            max_batches: int | None = None, max_samples: int | None = None, capture: int = 1,
+            bins: int = 90, e_mac: float = 4.6, e_ac: float = 0.9, device: str = "cpu",
             progress: bool = False) -> dict:
     """Run ``data`` through ``model`` once (eval mode) and collect every metric.
 
-    ``data``: a leansnn dataset / ``Dataset`` / iterable of ``(x, y)`` batches; ``x`` is what
-    the model takes (``[B, ...]`` static or ``[T, B, ...]`` sequences). Returns
-    ``{"label", "accuracy" (None without labels), "inputs", "monitor": Monitor.summary(),
-    "energy": OpCounter.result(), "captured": {layer: bool spikes [T, capture, ...]}}``.
+    ``data``: anything :func:`leansnn.base.batching.iter_batches` reads (a tensor, an
+    ``(x, y)`` pair, a ``Dataset``, a ``DataLoader``, an iterable of batches), read up to
+    ``max_batches`` batches / ``max_samples`` samples; ``x`` is what the model takes
+    (``[B, ...]`` static or ``[T, B, ...]`` sequences). One pass of
+    :func:`leansnn.evaluation.evaluate` with a :class:`Monitor` and an :class:`OpCounter`
+    attached. Returns ``{"label", "accuracy" (None without labels), "inputs", "monitor":
+    Monitor.summary(), "energy": OpCounter.result(), "captured": {layer: bool spikes [T,
+    capture, ...]}}``.
     """
-    from ..train import _num_batches, iterate, rate_output
-
     model.to(device)
-    was_training = model.training
-    model.eval()
     mon = Monitor(model, MonitorConfig(bins=bins, capture=capture))
     ops = OpCounter(model, e_mac, e_ac)
-    correct = labelled = 0
-    total = _num_batches(data, batch_size)
-    if max_batches is not None and total is not None:
-        total = min(total, max_batches)
-    try:
-        with mon, ops:
-            it = iterate(data, batch_size)
-            for i, batch in enumerate(tqdm(it, total=total, desc=f"analyse {label}",
-                                           leave=False, disable=not progress)):
-                if max_batches is not None and i >= max_batches:
-                    break
-                x, n = batch_inputs(batch)
-                y = model(x.to(device))
-                ops.add_inputs(n)
-                if isinstance(batch, (tuple, list)) and len(batch) > 1:
-                    target = torch.as_tensor(batch[1]).to(device)
-                    pred = rate_output(y).argmax(-1)
-                    correct += int((pred == target).sum())
-                    labelled += int(target.numel())
-    finally:
-        model.train(was_training)
+    ev = evaluate(model, data, batch_size, device, progress, f"analyse {label}",
+                  max_batches=max_batches, max_samples=max_samples, firing_rate=False,
+                  during=(mon, ops), on_batch=lambda b: ops.add_inputs(b.size))
     return {
         "label": label,
-        "accuracy": correct / labelled if labelled else None,
+        "accuracy": ev["accuracy"],
         "inputs": ops.inputs,
         "monitor": mon.summary(),
         "energy": ops.result(),

@@ -122,7 +122,7 @@ def conversion_table(args: argparse.Namespace, pre: Path, log) -> list[dict]:
                 snn = ls.convert(ann, T=max(Ts), method="serial", **opts).to(args.device)
                 r = evaluate_snn(snn, test, batch_size=args.batch_size, device=args.device,
                                  progress=True, desc=f"{label}: serial T={max(Ts)}",
-                                 firing_images=FIRING_IMAGES)
+                                 firing_max_samples=FIRING_IMAGES)
                 for T in Ts:
                     ms = 1e3 * r["seconds_per_image"] if T == max(Ts) else None
                     acc = r["accuracy_per_step"][T - 1]
@@ -146,7 +146,7 @@ def conversion_table(args: argparse.Namespace, pre: Path, log) -> list[dict]:
                 conv_s = time.perf_counter() - t0
                 r = evaluate_snn(snn, test, batch_size=args.batch_size, device=args.device,
                                  progress=True, desc=f"{label}: {method} T={T}",
-                                 firing_images=FIRING_IMAGES)
+                                 firing_max_samples=FIRING_IMAGES)
                 ms = 1e3 * r["seconds_per_image"]
                 rows.append(dict(net=label, method=method, T=T, accuracy=r["accuracy"],
                                  ms_per_image=ms, firing_rate=r["firing_rate"],

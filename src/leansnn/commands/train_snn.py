@@ -68,49 +68,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-class LayerRates:
-    """Per-layer firing rates of every spiking neuron, counted only in eval mode.
-
-    ``rates()`` -> ``{qualified name: spikes / (T * neurons * inputs)}``; ``reset()`` clears.
-    """
-
-    def __init__(self, model: Any) -> None:
-        from ..neuron import SpikingNeuron
-
-        self.counts: dict[str, list[float]] = {}
-        self.handles = []
-        for name, m in model.named_modules():
-            if isinstance(m, SpikingNeuron):
-                self.counts[name] = [0.0, 0.0]
-                self.handles.append(m.register_forward_hook(self._hook(name)))
-
-    def _hook(self, name: str):
-        def fn(module, inputs, output) -> None:
-            if module.training:
-                return
-            s = output[0] if isinstance(output, tuple) else output
-            c = self.counts[name]
-            c[0] += float(s.detach().sum())
-            c[1] += s.numel()
-        return fn
-
-    def rates(self) -> dict[str, float]:
-        return {k: (v[0] / v[1] if v[1] else float("nan")) for k, v in self.counts.items()}
-
-    def nasfr(self) -> float:
-        spikes = sum(v[0] for v in self.counts.values())
-        slots = sum(v[1] for v in self.counts.values())
-        return spikes / slots if slots else float("nan")
-
-    def reset(self) -> None:
-        for v in self.counts.values():
-            v[0] = v[1] = 0.0
-
-    def remove(self) -> None:
-        for h in self.handles:
-            h.remove()
-
-
 def load_data(args: argparse.Namespace, main: bool = True) -> tuple[Any, Any, dict]:
     """Train and test sets and the model arguments they imply (in_channels, input_size)."""
     import leansnn as ls
@@ -131,7 +88,8 @@ def train(args: argparse.Namespace) -> dict:
     """Run the training described by ``args`` (see :func:`add_arguments`); return the report.
 
     The report: ``{"config", "history" (per epoch: loss, train_accuracy, firing_rate,
-    test_accuracy, test_firing_rate = NASFR, layer_rates, seconds), "final"}``; on ranks other
+    test_accuracy, test_firing_rate = NASFR, layer_rates = the test set's per-layer rates,
+    seconds), "final"}``; on ranks other
     than 0 of a distributed run, the same with ``"final": None``.
     """
     import torch
@@ -173,11 +131,10 @@ def train(args: argparse.Namespace) -> dict:
                           loss=args.loss, seed=args.seed, max_batches=args.max_batches,
                           extra={"model": args.model, "data": args.data,
                                  "attention": args.attention, "world_size": info.world_size})
-        rates = LayerRates(net)
 
         def on_epoch(rec: dict) -> None:
-            rec["layer_rates"] = rates.rates()
-            rates.reset()
+            # per-layer rates of the test evaluation (leansnn.evaluation), the NASFR's parts
+            rec["layer_rates"] = rec.get("test_layer_rates", {})
             if info.main and not args.quiet:
                 print(f"epoch {rec['epoch']}/{args.epochs}: loss {rec['loss']:.4f}, train acc "
                       f"{100 * rec['train_accuracy']:.2f} %, test acc "
@@ -194,7 +151,6 @@ def train(args: argparse.Namespace) -> dict:
                   resume=bool(args.checkpoint) and not args.no_resume, device=info.device,
                   progress=not args.quiet,
                   on_epoch=on_epoch)
-        rates.remove()
         hist = res["history"]
         report: dict[str, Any] = {"config": {**vars(args), "model_kwargs": {
             k: (list(v) if isinstance(v, tuple) else v) for k, v in model_kw.items()},
