@@ -29,7 +29,7 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,14 +212,19 @@ def _write_stream(tmp: str, s: Stream) -> None:
 
 
 def write_cache(stem: str | os.PathLike, key: str, settings: dict,
-                arrays: dict[str, np.ndarray | Stream], extra: dict | None = None) -> Path:
-    """Write ``arrays`` (in the order given; streams are consumed) and then the header of the
-    entry at ``stem``; every file is written atomically. ``settings`` (what ``key`` hashes)
-    and ``extra`` are stored in the header for people reading it. Returns ``stem``."""
+                arrays: dict[str, np.ndarray | Stream | Callable[[], np.ndarray]],
+                extra: dict | Callable[[], dict] | None = None) -> Path:
+    """Write ``arrays`` (in the order given; streams are consumed, callables are called when
+    their turn comes, so they can use what producing earlier streams found) and then the
+    header of the entry at ``stem``; every file is written atomically. ``settings`` (what
+    ``key`` hashes) and ``extra`` (a dict, or a callable returning one after the arrays are
+    written) are stored in the header for people reading it. Returns ``stem``."""
     stem = Path(stem)
     meta_p, files = _paths(stem, arrays)
     info = {}
     for name, a in arrays.items():
+        if callable(a) and not isinstance(a, np.ndarray):
+            a = a()
         if isinstance(a, Stream):
             atomic_write(files[name], lambda tmp, a=a: _write_stream(tmp, a))
         else:
@@ -231,6 +236,8 @@ def write_cache(stem: str | os.PathLike, key: str, settings: dict,
         info[name] = {"shape": list(arr.shape), "dtype": arr.dtype.str,
                       "digest": file_digest(files[name])}
         del arr
+    if callable(extra):
+        extra = extra()
     meta = {"format": CACHE_FORMAT, "key": key, "settings": settings, "arrays": info,
             **(extra or {})}
     atomic_write(meta_p, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1,

@@ -55,6 +55,11 @@ class FrameSettings:
     """How recordings become frames: ``T`` bins, output ``size = (H, W)``, ``by`` = "time" |
     "count" (see :func:`~leansnn.data.events.to_frames`), ``binary`` clips counts to 1.
 
+    ``dt_us``: ``None`` splits each whole recording into ``T`` frames; an integer bins every
+    recording into frames of ``dt_us`` µs from its start (as many as its duration needs),
+    from which a model reads windows of ``T`` consecutive frames (the ASA paper's protocol,
+    see :mod:`leansnn.data.event_folders`). Only with ``by="time"``.
+
     The spatial mapping from a sensor of ``(Hs, Ws)`` pixels: down-sample by the largest
     integer ``f`` with ``f·H <= Hs`` and ``f·W <= Ws`` (summing ``f x f`` blocks), then keep
     the central ``H x W`` window (34x34 -> 32x32 drops a one-pixel border, 34x34 -> 16x16 sums
@@ -65,6 +70,7 @@ class FrameSettings:
     size: tuple[int, int] = (32, 32)
     by: str = "time"
     binary: bool = False
+    dt_us: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size", tuple(int(s) for s in self.size))
@@ -74,6 +80,14 @@ class FrameSettings:
             raise ValueError(f"size must be (H, W) with positive entries, got {self.size!r}")
         if self.by not in ("time", "count"):
             raise ValueError(f"by must be 'time' or 'count', got {self.by!r}")
+        if self.dt_us is not None:
+            if int(self.dt_us) != self.dt_us or self.dt_us < 1:
+                raise ValueError(f"dt_us must be a positive integer (µs per frame) or None, "
+                                 f"got {self.dt_us!r}")
+            object.__setattr__(self, "dt_us", int(self.dt_us))
+            if self.by != "time":
+                raise ValueError("dt_us (frames of a fixed duration) needs by='time', got "
+                                 f"by={self.by!r}")
 
     def spatial(self, sensor_size: tuple[int, int]) -> tuple[int, tuple[int, int, int, int]]:
         """``(downsample, crop)`` for :func:`~leansnn.data.events.frames_from_batch`."""

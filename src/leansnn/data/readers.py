@@ -24,7 +24,20 @@ aedat-3.1.html) and libcaer's headers ``include/libcaer/events/common.h`` and ``
   ``int32 timestamp`` (µs); the full time is ``eventTSOverflow << 31 | timestamp``.
 
 Other packet types (special events, frames, IMU) are skipped; invalid events (valid mark 0)
-are dropped. DVS128 Gesture ships a ``<name>_labels.csv`` next to each ``<name>.aedat`` with
+are dropped.
+
+**AEDAT 2.0** (jAER), as distributed for CIFAR10-DVS (Li et al. 2017, recorded with a DVS128):
+text header lines starting with ``#`` (the first ``#!AER-DAT2.0``), then 8-byte records of two
+*big-endian* ``uint32``: the address and the timestamp (µs). DVS128 address bits: bit 0 the
+polarity (jAER: 1 = OFF), bits 1-7 the column ``x_raw``, bits 8-14 the row ``y_raw``, bit 15
+marks an external (special) event, which carries no pixel and is dropped. The pixel grid is
+stored mirrored and transposed with respect to the displayed image; leansnn returns
+``x = 127 - y_raw``, ``y = 127 - x_raw``, ``p = 1 - bit0`` (ON = 1), the orientation in which
+the CIFAR-10 picture appears upright (the convention of SpikingJelly and tonic's original
+reader; see https://github.com/jackd/events-tfds/pull/1). Layout read from jAER's
+``AEFileInputStream`` / ``DVS128`` documentation and cross-checked against those readers.
+
+DVS128 Gesture ships a ``<name>_labels.csv`` next to each ``<name>.aedat`` with
 the header ``class,startTime_usec,endTime_usec`` and one row per gesture (classes 1-11).
 
 Truncated or corrupt files raise :class:`EventFormatError` (a ``ValueError``) naming the file
@@ -43,7 +56,8 @@ from .errors import DataError, FileFormatError
 from .events import EVENT_DTYPE
 
 __all__ = [
-    "EventFormatError", "read_nmnist", "read_aedat31", "read_dvs_gesture_labels",
+    "EventFormatError", "read_nmnist", "read_aedat31", "read_aedat2", "sniff_format",
+    "read_dvs_gesture_labels",
     "read_dvs_gesture", "NMNIST_SENSOR", "DVS128_SENSOR", "DVS_GESTURE_CLASSES",
 ]
 
@@ -69,6 +83,21 @@ def _sorted_by_time(ev: np.ndarray) -> np.ndarray:
     return ev
 
 
+_MAGICS = ((b"#!AER-DAT4", "AEDAT 4"), (b"#!AER-DAT3", "AEDAT 3"), (b"#!AER-DAT2", "AEDAT 2"),
+           (b"#!AER-DAT1", "AEDAT 1"), (b"#!AER-DAT", "AEDAT"), (b"\x93NUMPY", "numpy .npy"),
+           (b"PK\x03\x04", "zip archive"), (b"\x1f\x8b", "gzip archive"),
+           (b"%PDF", "PDF"), (b"\x89PNG", "PNG image"), (b"\xff\xd8\xff", "JPEG image"))
+
+
+def sniff_format(data: bytes) -> str | None:
+    """Name of a recognisable file format from the first bytes (AEDAT versions, archives,
+    images), or ``None``."""
+    for magic, name in _MAGICS:
+        if data.startswith(magic):
+            return name
+    return None
+
+
 def read_nmnist(path: str | os.PathLike,
                 sensor_size: tuple[int, int] = NMNIST_SENSOR) -> np.ndarray:
     """Read one N-MNIST ``.bin`` sample into an event array (sorted by ``t``, µs).
@@ -82,6 +111,10 @@ def read_nmnist(path: str | os.PathLike,
         data = path.read_bytes()
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e})") from None
+    kind = sniff_format(data[:16])
+    if kind is not None:
+        raise EventFormatError(path, 0, f"this is a {kind} file, not an N-MNIST/N-Caltech101 "
+                               "binary (.bin) recording")
     n, rest = divmod(len(data), 5)
     if rest:
         raise EventFormatError(path, 5 * n, f"last record is {rest} of 5 bytes")
@@ -244,3 +277,54 @@ def read_dvs_gesture(aedat_path: str | os.PathLike, labels_path: str | os.PathLi
         g["t"] -= t0
         out.append((g, int(cls) - 1))
     return out
+
+
+_AEDAT2_RECORD = np.dtype([("a", ">u4"), ("t", ">u4")])
+
+
+def read_aedat2(path: str | os.PathLike,
+                sensor_size: tuple[int, int] = DVS128_SENSOR) -> np.ndarray:
+    """All pixel events of a jAER AEDAT 2.0 file from a DVS128 (CIFAR10-DVS), sorted by ``t``.
+
+    See the module docstring for the address layout and the orientation. Raises
+    :class:`EventFormatError` with the byte offset on a missing or other-version header or a
+    truncated record.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e})") from None
+    if not data.startswith(b"#!AER-DAT"):
+        kind = sniff_format(data[:16])
+        raise EventFormatError(path, 0, f"no '#!AER-DAT2.0' header line; "
+                               f"{'a ' + kind + ' file' if kind else 'not an AEDAT file'}")
+    nl = data.find(b"\n")
+    version = data[len(b"#!AER-DAT"):nl if nl >= 0 else 16].strip().decode("ascii", "replace")
+    if not version.startswith("2"):
+        raise EventFormatError(path, 0, f"AEDAT version {version!r}; CIFAR10-DVS files are "
+                               "AEDAT 2.0")
+    pos = 0
+    while pos < len(data) and data[pos:pos + 1] == b"#":
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            raise EventFormatError(path, pos, "header line without an end of line")
+        pos = nl + 1
+    n, rest = divmod(len(data) - pos, 8)
+    if rest:
+        raise EventFormatError(path, pos + 8 * n, f"last record is {rest} of 8 bytes")
+    rec = np.frombuffer(data, _AEDAT2_RECORD, count=n, offset=pos)
+    a = rec["a"].astype(np.int64)
+    keep = np.flatnonzero((a & 0x8000) == 0)
+    a = a[keep]
+    h, w = sensor_size
+    x, y = 127 - ((a >> 8) & 0x7F), 127 - ((a >> 1) & 0x7F)
+    bad = np.flatnonzero((x >= w) | (y >= h))
+    if bad.size:
+        i = int(keep[bad[0]])
+        raise EventFormatError(path, pos + 8 * i, f"event {i} maps to x={x[bad[0]]}, "
+                               f"y={y[bad[0]]} outside the {h}x{w} sensor")
+    ev = np.empty(keep.size, EVENT_DTYPE)
+    ev["x"], ev["y"], ev["p"] = x, y, 1 - (a & 1)
+    ev["t"] = rec["t"][keep].astype(np.int64)
+    return _sorted_by_time(ev)
