@@ -12,15 +12,12 @@ from torch import nn
 import leansnn as ls
 from leansnn.convert import QCFS, ParallelIF, qcfs
 from leansnn.convert.calibrate import (
-    DAQCFS,
     CalibrationConfig,
+    calibration_batches,
     calibration_summary,
-    collect_inputs,
-    da_qcfs,
-    expected_rate_error,
-    optimal_shift,
     record_thresholds,
 )
+from leansnn.convert.daqcfs import DAQCFS, da_qcfs
 
 
 class Net(nn.Module):
@@ -354,7 +351,7 @@ class Exploding(nn.Module):
 @pytest.mark.parametrize("bad, match", [
     (None, "calib_data"),
     ([], "no inputs"),
-    (torch.empty(0, 1, 8, 8), "no inputs"),
+    (torch.empty(0, 1, 8, 8), "no samples"),
     ([torch.zeros(8, dtype=torch.long)], "labels"),
     ([(torch.zeros(8, dtype=torch.long), torch.zeros(8, dtype=torch.long))], "labels"),
     (torch.rand(8, 8, 8), "dims"),
@@ -368,46 +365,61 @@ def test_no_data_path_fails_clearly(bad, match):
         ls.convert(net, T=4, method="calibrated", calib_data=bad, progress=False)
 
 
-def test_collect_inputs_limits_batches_and_images():
+def test_calibration_batches_limits_batches_and_samples():
     x = data(100)
-    assert sum(b.shape[0] for b in collect_inputs(pairs(x, 10), batches=3)) == 30
-    assert sum(b.shape[0] for b in collect_inputs(pairs(x, 32), images=40)) == 40
-    ds = ls.data.fashion_mnist.__module__  # noqa: F841 - the leansnn dataset path is below
-    with pytest.raises(ValueError, match="calib_images"):
-        collect_inputs(x, images=0)
+    assert sum(b.shape[0] for b in calibration_batches(pairs(x, 10), max_batches=3)) == 30
+    assert sum(b.shape[0] for b in calibration_batches(pairs(x, 32), max_samples=40)) == 40
+    with pytest.raises(ValueError, match="max_samples"):
+        calibration_batches(x, max_samples=0)
+
+
+def test_old_limit_names_say_what_they_were_renamed_to():
+    net, x = make_net(), data(32)
+    with pytest.raises(ValueError, match="renamed 'max_samples'"):
+        ls.convert(net, T=2, method="calibrated", calib_data=x, calib_images=16,
+                   progress=False)
+
+
+@pytest.mark.parametrize("kind", ["tensor", "pair", "TensorDataset", "DataLoader"])
+def test_calibration_data_of_every_kind_gives_the_same_neurons(kind):
+    net, x = make_net(), data(64)
+    y = torch.zeros(64, dtype=torch.long)
+    given = {
+        "tensor": x,
+        "pair": (x, y),
+        "TensorDataset": torch.utils.data.TensorDataset(x, y),
+        "DataLoader": torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y),
+                                                  batch_size=16),
+    }[kind]
+    ref = ls.convert(net, T=2, method="calibrated", calib_data=x, progress=False)
+    got = ls.convert(net, T=2, method="calibrated", calib_data=given, max_samples=64,
+                     progress=False)
+    for (_, a), (_, b) in zip(ref.named_neurons(), got.named_neurons(), strict=True):
+        assert torch.equal(a.threshold, b.threshold) and torch.equal(a.shift, b.shift)
+        assert torch.equal(a.amplitude, b.amplitude)
 
 
 # ---------------------------------------------------------------------------------------------
-# the optimal shift for QCFS networks converted at T != L
+# the theta/2 shift of parallel neurons for QCFS networks converted at T != L
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("T, L", [(2, 8), (4, 8), (8, 4), (3, 5), (1, 4)])
-def test_optimal_shift_makes_the_expected_error_zero_on_uniform_inputs(T, L):
+def test_half_threshold_shift_makes_the_expected_error_zero_on_uniform_inputs(T, L):
+    # for z ~ U[0, theta] the neuron's expected output is theta/2 + (shift - theta/2)/T and
+    # QCFS(L) gives theta/2 for every L: the default shift theta/2 is unbiased for any T, L
     g = torch.Generator().manual_seed(T * 10 + L)
     theta = 1.7
     z = torch.rand(400_000, generator=g, dtype=torch.float64) * theta
     ann = qcfs(z, theta, L)
-    psi = optimal_shift(theta, T, L)
-    assert psi == pytest.approx(theta / 2)
-    neuron = ParallelIF(T, torch.tensor(theta, dtype=torch.float64),
-                        shift=torch.tensor(psi, dtype=torch.float64))
+    neuron = ParallelIF(T, torch.tensor(theta, dtype=torch.float64))
     snn = neuron(z.unsqueeze(0).expand(T, -1), mode="sequence").mean(0)
     # |neuron - QCFS| <= theta/(2T) + theta/(2L) per sample: 5 standard errors of the mean
     tol = 5 * (theta / T + theta / L) / 2 / (3 * z.numel()) ** 0.5
     assert abs(float((snn - ann).mean())) < tol
-    # any other shift is biased by (shift - theta/2)/T, as expected_rate_error says
+    # any other shift is biased by (shift - theta/2)/T
     for shift in (0.0, 0.25 * theta, theta):
         other = ParallelIF(T, torch.tensor(theta, dtype=torch.float64),
                            shift=torch.tensor(shift, dtype=torch.float64))
         out = other(z.unsqueeze(0).expand(T, -1), mode="sequence").mean(0)
         err = float((out - ann).mean())
-        assert err == pytest.approx(expected_rate_error(shift, theta, T), abs=tol)
+        assert err == pytest.approx((shift - theta / 2) / T, abs=tol)
         assert abs(err) > 10 * tol
-
-
-def test_optimal_shift_validation():
-    with pytest.raises(ValueError):
-        optimal_shift(1.0, 0)
-    with pytest.raises(ValueError):
-        optimal_shift(1.0, 2, levels=0)
-    with pytest.raises(ValueError):
-        expected_rate_error(2.0, 1.0, 4)

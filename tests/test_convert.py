@@ -439,3 +439,125 @@ def test_fuse_batchnorm_leaves_a_callable_graph_equal_to_the_ann():
     x = torch.randn(5, 1, 6, 6)
     with torch.no_grad():
         assert torch.allclose(gm(x), net(x), atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# save / load of any converted network: the result, never the recipe
+# ---------------------------------------------------------------------------------------------
+def _registry_ann(activation="relu", seed: int = 3) -> nn.Module:
+    torch.manual_seed(seed)
+    kw = {} if activation == "relu" else {"activation": ls.QCFS(levels=4, threshold=2.0)}
+    ann = ls.models.create("small_cnn", num_classes=4, in_channels=1, width=4, hidden=8, **kw)
+    return _randomise_bn(ann, seed).eval()
+
+
+def _round_trip(snn, path, x, **engines):
+    ls.save(snn, path)
+    meta = ls.load_checkpoint(path)["meta_json"]
+    back = ls.load(path)
+    with torch.no_grad():
+        for eng in ("auto", "fast", "simulate") if snn.fast_path_status()[0] else ("simulate",):
+            assert torch.equal(back(x, engine=eng), snn(x, engine=eng)), eng
+    assert back.T == snn.T and back.method == snn.method and back.engine == snn.engine
+    assert [(n, type(m)) for n, m in back.named_neurons()] == [
+        (n, type(m)) for n, m in snn.named_neurons()]
+    return back, len(meta.encode())
+
+
+def _no_calibration(monkeypatch):
+    import leansnn.convert.calibrate as cal
+
+    def boom(*a, **k):
+        raise AssertionError("leansnn.load re-ran the calibration")
+
+    monkeypatch.setattr(cal, "calibrate_sites", boom)
+    monkeypatch.setattr(cal, "calibration_batches", boom)
+
+
+@pytest.mark.parametrize("kind", ["tensor", "TensorDataset", "DataLoader", "pair"])
+def test_calibrated_save_load_is_bit_identical_small_and_needs_no_data(kind, tmp_path,
+                                                                       monkeypatch):
+    ann = _registry_ann()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 1, 28, 28, generator=g)
+    y = torch.randint(0, 4, (64,), generator=g)
+    data = {"tensor": x, "TensorDataset": torch.utils.data.TensorDataset(x, y),
+            "DataLoader": torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y),
+                                                      batch_size=16),
+            "pair": (x, y)}[kind]
+    snn = ls.convert(ann, T=4, method="calibrated", calib_data=data, progress=False)
+    _no_calibration(monkeypatch)
+    _, size = _round_trip(snn, tmp_path / "cal.lsnn", x[:9])
+    assert size < 8 * 1024, size
+
+
+@pytest.mark.parametrize("method, T, kw", [
+    ("parallel", 4, {}),
+    ("parallel", 3, {"engine": "simulate"}),
+    ("parallel", 4, {"fuse_bn": False}),
+    ("serial", 5, {}),
+    ("calibrated", 2, {"refine_steps": 5, "engine": "fast"}),
+    ("calibrated", 8, {"mode": "momentum", "batch_size": 16, "fuse_bn": False}),
+    ("channelwise-parallel", 4, {}),
+    ("channelwise-serial", 3, {}),
+])
+def test_every_method_and_engine_round_trips(method, T, kw, tmp_path, monkeypatch):
+    from leansnn.convert.calibrate import record_thresholds
+
+    qcfs = method in ("parallel", "serial")
+    ann = _registry_ann(activation="qcfs" if qcfs else "relu")
+    x = torch.rand(48, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    if method == "calibrated":
+        kw = dict(kw, calib_data=x, progress=False)
+    elif method.startswith("channelwise"):
+        method = method.split("-")[1]
+        kw = dict(kw, thresholds=record_thresholds(ann, x))
+    snn = ls.convert(ann, T=T, method=method, **kw)
+    _no_calibration(monkeypatch)
+    back, size = _round_trip(snn, tmp_path / "snn.lsnn", x[:5])
+    assert size < 8 * 1024
+    assert back.fast_path_status() == snn.fast_path_status()
+
+
+def test_float64_converted_net_round_trips_in_float64(tmp_path):
+    ann = _registry_ann(activation="qcfs").double()
+    snn = ls.convert(ann, T=4)
+    x = torch.rand(3, 1, 28, 28, dtype=D)
+    back, _ = _round_trip(snn, tmp_path / "d.lsnn", x)
+    assert next(back.parameters()).dtype == D
+
+
+def test_saving_a_conversion_of_an_unregistered_ann_fails_at_save(tmp_path):
+    snn = ls.convert(AllQCFS(4).eval(), T=4)
+    path = tmp_path / "x.lsnn"
+    with pytest.raises(ConversionError, match=r"AllQCFS.*leansnn.models.create"):
+        ls.save(snn, path)
+    assert not path.exists()
+
+
+def test_user_method_neurons_save_once_registered(tmp_path):
+    from leansnn.convert import register_site_neuron
+
+    class HalfIF(ParallelIF):
+        """A user's neuron: a parallel neuron with an extra setting."""
+
+        def __init__(self, T, threshold, gain=0.5):
+            super().__init__(T, threshold)
+            self.gain = gain
+
+        def to_config(self):
+            return {"T": self.T, "threshold": self.threshold, "gain": self.gain}
+
+    @register_method("half_if_test", replace=True)
+    def half(ctx):
+        first = ctx.sites[0].name  # channel-wise there (4 channels), scalar elsewhere
+        return {s.name: HalfIF(ctx.T, torch.full((4, 1, 1) if s.name == first else (), 0.7))
+                for s in ctx.sites}
+
+    ann = _registry_ann(activation="qcfs")
+    snn = ls.convert(ann, T=2, method="half_if_test")
+    with pytest.raises(ConversionError, match="HalfIF.*register_site_neuron"):
+        ls.save(snn, tmp_path / "u.lsnn")
+    register_site_neuron(HalfIF)
+    back, _ = _round_trip(snn, tmp_path / "u.lsnn", torch.rand(2, 1, 28, 28))
+    assert all(m.gain == 0.5 for _, m in back.named_neurons())

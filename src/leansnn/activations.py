@@ -20,7 +20,7 @@ from torch import nn
 
 from .base.config import register_configurable
 
-__all__ = ["QCFS", "floor_ste", "qcfs", "quantize"]
+__all__ = ["QCFS", "floor_ste", "qcfs", "spike_count"]
 
 
 class _FloorSTE(torch.autograd.Function):
@@ -38,16 +38,33 @@ def floor_ste(x: torch.Tensor) -> torch.Tensor:
     return _FloorSTE.apply(x)
 
 
-def quantize(x: torch.Tensor, threshold: torch.Tensor, levels: int) -> torch.Tensor:
-    """Quantization level ``clip(floor(x * L / theta + 1/2), 0, L)`` (values ``0..L``).
+def spike_count(x: torch.Tensor, threshold: torch.Tensor, T: int,
+                shift: torch.Tensor | None = None, *, ste: bool = False) -> torch.Tensor:
+    r"""Spike count of a parallel neuron, ``n = clip(floor((S + psi) / theta), 0, T)``.
 
-    Computed as ``floor(clamp(x * (L/theta) + 1/2, 1/2, L + 1/2))`` in three passes; the
-    parallel neuron's spike count uses this very function, so a parallel neuron with
-    ``T == L`` fed the same mean input reproduces QCFS bit for bit.
+    ``x`` is the time-mean input ``[B, ...]`` (so the window's summed input is ``S = T x``),
+    ``threshold`` ``theta`` > 0 and ``shift`` ``psi`` are scalars or tensors broadcastable to
+    ``x`` (``[C, 1, 1]`` channel-wise); ``psi = None`` means ``theta / 2``. Returns a float
+    tensor of the shape of ``x`` with values in ``{0..T}``. This one formula is QCFS's
+    quantization level (``T`` = levels ``L``), the parallel neuron's count and DA-QCFS's.
+
+    Arithmetic, chosen for speed and exactness (one function, so its users agree bit for bit):
+
+    * ``psi = None``: ``floor(clamp(x (T/theta) + 1/2, 1/2, T + 1/2))`` in three passes, the
+      last two in place; QCFS and the parallel neuron without shift both use it, so a
+      parallel neuron with ``T == L`` fed the same mean input reproduces QCFS exactly.
+    * otherwise ``clamp(floor(x/theta T + psi/theta), 0, T)``.
+    * ``ste=True``: the floor passes gradients straight through (:func:`floor_ste`), for
+      tuning ``x``, ``theta`` or ``psi`` by gradient descent.
     """
-    half = torch.tensor(0.5, dtype=x.dtype, device=x.device)
-    v = torch.addcmul(half, x, levels / threshold)
-    return v.clamp_(0.5, levels + 0.5).floor_()
+    if shift is None and not ste:
+        half = torch.tensor(0.5, dtype=x.dtype, device=x.device)
+        v = torch.addcmul(half, x, T / threshold)
+        return v.clamp_(0.5, T + 0.5).floor_()
+    if shift is None:
+        shift = threshold / 2
+    v = x / threshold * T + shift / threshold
+    return torch.clamp(floor_ste(v) if ste else torch.floor(v), 0.0, T)
 
 
 class _QCFSFn(torch.autograd.Function):
@@ -55,7 +72,7 @@ class _QCFSFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, th: torch.Tensor, levels: int) -> torch.Tensor:  # type: ignore[override]
-        y = quantize(x, th, levels).mul_(th / levels)
+        y = spike_count(x, th, levels).mul_(th / levels)
         ctx.save_for_backward(x, th, y)
         return y
 

@@ -45,12 +45,17 @@ def save(
 ) -> Path:
     """Save ``model``'s weights and the config needed to rebuild it, atomically.
 
-    ``config`` defaults to ``model.leansnn_config`` (set by ``leansnn.models.create``).
+    ``config`` defaults to ``model.checkpoint_config()`` if the model defines it (a converted
+    SNN records its result this way, and raises a ``ValueError`` saying why when it cannot be
+    saved), else ``model.leansnn_config`` (set by ``leansnn.models.create``).
     ``meta`` is extra JSON-able metadata (training settings, metrics). Further keyword
     arguments (``optimizer=opt.state_dict()``, ``epoch=3``, ...) are stored as they are and
     must be tensors, numbers, strings, lists or dicts. Returns the path written.
     """
-    cfg = config if config is not None else getattr(model, "leansnn_config", None)
+    cfg = config
+    if cfg is None:
+        hook = getattr(model, "checkpoint_config", None)
+        cfg = hook() if callable(hook) else getattr(model, "leansnn_config", None)
     info = {
         "config": cfg,
         "leansnn_version": __version__,

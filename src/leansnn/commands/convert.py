@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     calib = {}
     if "calibrated" in args.method:  # training-free conversion: calibrate on training images
         calib = dict(calib_data=ls.data.fashion_mnist("train", root=args.root).subset(
-            args.calib_images, args.seed), calib_images=args.calib_images,
+            args.calib_images, args.seed), max_samples=args.calib_images,
             refine_steps=args.refine_steps)
     for method in args.method:
         for T in args.T:

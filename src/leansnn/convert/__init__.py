@@ -10,9 +10,20 @@ Quick use::
     y = snn(images)            # [B, C, H, W] or [T, B, C, H, W] -> [T, B, K]
     accs = ls.conversion.accuracy_per_step(snn, test_data)
 
-Modules: :mod:`.qcfs` (the activation), :mod:`.neurons` (:class:`ParallelIF`,
-:class:`SerialIF`), :mod:`.converter` (tracing, activation sites, methods,
-:class:`ConvertedSNN`), :mod:`.fastpath` (the exact rate-domain engine), :mod:`.evaluate`.
+Layout (one responsibility per module; each formula written once — the spike count
+``clip(floor((S + psi)/theta), 0, T)`` and the floor STE live in :mod:`leansnn.activations`):
+
+* :mod:`.converter` — the pipeline: trace, find activation sites, run a method (strategy),
+  rewrite the graph, :class:`ConvertedSNN`; :mod:`.neurons` — :class:`ParallelIF`,
+  :class:`SerialIF`; :mod:`.fastpath` — the exact rate-domain engine; :mod:`.evaluate`.
+* :mod:`.persist` — ``leansnn.save`` / ``leansnn.load`` of converted networks: the result
+  (neuron class and tensor shapes per site; values in the state dict), never the recipe.
+* training-free calibration (method ``"calibrated"``): :mod:`.calibrate` (entry point,
+  :class:`~.calibrate.CalibrationConfig`, :func:`~.calibrate.record_thresholds`) over
+  :mod:`.daqcfs` (the DA-QCFS activation and its neuron twin), :mod:`.lockstep` (the
+  reference / DA lock-step fx interpreter), :mod:`.fit` (thresholds and the one psi/phi
+  update, folded sequentially or with momentum), :mod:`.search` (threshold scale search),
+  :mod:`.refine` (gradient refinement) and :mod:`.stats` (per-channel statistics).
 
 Extension point — conversion methods are strategies. A method is a function
 ``fn(ctx: ConversionContext, **options) -> {site name: neuron module}`` registered with
@@ -30,6 +41,9 @@ tensors, as DA-QCFS calibration needs) also get the exact fast path. Example::
     def calibrated(ctx, calib_data, batches=8):
         ...  # run ctx.model on calib_data, record per-channel statistics per site
         return {s.name: ParallelIF(ctx.T, theta_c, shift=psi, amplitude=amp) for s in ctx.sites}
+
+A method's neurons save with ``leansnn.save`` if their class is registered with
+:func:`register_site_neuron` (``ParallelIF`` and ``SerialIF`` are).
 
 The module object is itself callable (``leansnn.convert(model, T)`` is :func:`convert`), so
 ``ls.convert`` works whether or not the package was imported before.
@@ -55,12 +69,13 @@ from .converter import (
 from .evaluate import FiringCounter, accuracy_per_step, evaluate_snn
 from .fastpath import FastPlan, build_plan
 from .neurons import ParallelIF, SerialIF
+from .persist import register_site_neuron, site_neuron_classes
 
 __all__ = [
     "QCFS", "qcfs", "floor_ste", "ParallelIF", "SerialIF", "convert", "ConvertedSNN",
     "ConversionError", "ConversionContext", "ActivationSite", "register_method", "methods",
     "site_thresholds", "trace", "find_activation_sites", "accuracy_per_step", "evaluate_snn",
-    "FiringCounter", "FastPlan", "build_plan",
+    "FiringCounter", "FastPlan", "build_plan", "register_site_neuron", "site_neuron_classes",
 ]
 
 

@@ -13,6 +13,10 @@ Pipeline (each step a function, each method a pluggable strategy):
 5. the graph is rewritten so each site calls its neuron on time-folded tensors, and
    wrapped in :class:`ConvertedSNN`, which runs it either by explicit simulation or by the
    exact fast path (:mod:`leansnn.convert.fastpath`).
+
+Steps 1-3 are :func:`prepare` and step 5 :func:`assemble`; ``leansnn.load`` runs the same two
+around neurons rebuilt from a checkpoint (:mod:`leansnn.convert.persist`), so a saved network
+comes back exactly as it was converted.
 """
 
 from __future__ import annotations
@@ -27,15 +31,14 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..activations import QCFS
-from ..base.config import encode
-from ..models.registry import from_config, register
 from ..neuron import SpikingNeuron
 from .neurons import ParallelIF, SerialIF
 
 __all__ = [
     "ActivationSite", "ConversionContext", "ConvertedSNN", "ConversionError", "convert",
     "register_method", "methods", "trace", "find_activation_sites", "site_thresholds",
-    "fuse_batchnorm",
+    "fuse_batchnorm", "prepare", "assemble", "Origin", "replace_sites", "site_input",
+    "infer_input_dims",
 ]
 
 
@@ -116,6 +119,25 @@ class ConversionContext:
     sites: list[ActivationSite]
     T: int
     input_dims: int | None
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class Origin:
+    """Where a converted network came from (what :func:`snn_config` needs besides the net).
+
+    ann_config: the ANN's registry config (``None`` if it was not built by
+        ``leansnn.models.create``: then the network cannot be saved with ``leansnn.save``).
+    ann_class: the ANN's class name (for messages). fuse_bn, leaf_modules: the switches
+    :func:`~leansnn.convert.convert` was called with (leaf modules by class name).
+    info: what the method reported (``ConversionContext.info``, e.g. calibration time);
+        not saved.
+    """
+
+    ann_config: dict | None
+    ann_class: str
+    fuse_bn: bool = True
+    leaf_modules: tuple[str, ...] = ()
     info: dict = field(default_factory=dict)
 
 
@@ -330,7 +352,8 @@ def fuse_batchnorm(gm: fx.GraphModule) -> int:
     return folded
 
 
-def _site_input(site: ActivationSite) -> fx.Node:
+def site_input(site: ActivationSite) -> fx.Node:
+    """The graph node feeding the activation at ``site``."""
     node = site.node
     x = node.args[0] if node.args else node.kwargs.get("input", node.kwargs.get("self"))
     if not isinstance(x, fx.Node):
@@ -349,7 +372,7 @@ def replace_sites(gm: fx.GraphModule, sites: list[ActivationSite],
     graph = gm.graph
     by_name = {n.name: n for n in graph.nodes}
     for s in sites:
-        node, x = by_name[s.node.name], by_name[_site_input(s).name]
+        node, x = by_name[s.node.name], by_name[site_input(s).name]
         gm.add_submodule(s.name, modules[s.name])
         with graph.inserting_after(node):
             new = graph.call_module(s.name, (x,), dict(kwargs or {}))
@@ -360,7 +383,9 @@ def replace_sites(gm: fx.GraphModule, sites: list[ActivationSite],
     gm.recompile()
 
 
-def _infer_input_dims(gm: fx.GraphModule) -> int | None:
+def infer_input_dims(gm: fx.GraphModule) -> int | None:
+    """Dims of one static input batch, read off the first conv / BN / linear layer (or
+    ``None``)."""
     phs = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if not phs:
         return None
@@ -459,6 +484,7 @@ class ConvertedSNN(nn.Module):
         self.method = method
         self.input_dims = input_dims
         self.engine = engine
+        self.origin: Origin | None = None  # set by convert / leansnn.load; needed to save
         self._build_plan()
         self.eval()  # converted networks are for inference (BN uses running statistics)
 
@@ -493,6 +519,15 @@ class ConvertedSNN(nn.Module):
                 if isinstance(m, SpikingNeuron):
                     out.append((node.target, m))
         return out
+
+    def checkpoint_config(self) -> dict:
+        """The config ``leansnn.save`` records: the ANN's registry config, ``T``, method,
+        engine and each site's neuron class and tensor shapes (values are in the state dict;
+        :mod:`leansnn.convert.persist`). Raises :class:`ConversionError` saying what cannot
+        be saved (an ANN not built by ``leansnn.models.create``, an unregistered neuron)."""
+        from .persist import snn_config
+
+        return snn_config(self)
 
     def fast_path_status(self, sequence: bool = False) -> tuple[bool, list[str]]:
         """``(available, reasons it is not)`` for static (or ``sequence``) inputs."""
@@ -578,6 +613,8 @@ def convert(model: nn.Module, T: int, method: str = "parallel", *, engine: str =
             outputs change only by float rounding). ``False`` keeps the ANN's exact arithmetic.
         options: passed to the method (``thresholds={site: value}`` for the built-ins).
 
+    The result saves with ``leansnn.save`` (results, not the options: see
+    :mod:`leansnn.convert.persist`) when the ANN came from ``leansnn.models.create``.
     Returns a :class:`ConvertedSNN`: ``[B, ...]`` or ``[T, B, ...]`` -> ``y`` ``[T, B, K]``.
     Raises :class:`ConversionError` (a ``ValueError``) listing every problem found.
     """
@@ -589,6 +626,30 @@ def convert(model: nn.Module, T: int, method: str = "parallel", *, engine: str =
         raise ValueError(f"engine must be 'auto', 'fast' or 'simulate', got {engine!r}")
     if not isinstance(model, nn.Module):
         raise ValueError(f"convert expects an nn.Module, got {type(model).__name__}")
+    leaf_modules = tuple(leaf_modules)
+    gm, sites, dims = prepare(model, leaf_modules, fuse_bn, input_dims)
+    ctx = ConversionContext(gm, sites, T, dims)
+    try:
+        neurons = _METHODS[method](ctx, **options)
+    except TypeError as e:
+        raise ValueError(f"method {method!r}: bad options {sorted(options)}: {e}") from None
+    snn = assemble(gm, sites, neurons, T, method, dims, engine, what=f"method {method!r}")
+    snn.origin = Origin(getattr(model, "leansnn_config", None), type(model).__name__, fuse_bn,
+                        tuple(c.__name__ for c in leaf_modules), ctx.info)
+    try:  # what leansnn.save will record (if it can be saved)
+        snn.leansnn_config = snn.checkpoint_config()
+    except ConversionError:
+        pass
+    return snn
+
+
+def prepare(model: nn.Module, leaf_modules: Iterable[type] = (), fuse_bn: bool = True,
+            input_dims: int | None = None
+            ) -> tuple[fx.GraphModule, list[ActivationSite], int | None]:
+    """Steps 1 to 3 of the pipeline, shared by :func:`convert` and ``leansnn.load``: an eval
+    copy of ``model`` traced (``leaf_modules`` kept opaque), its activation sites, the
+    dims of one static input batch (``input_dims`` or inferred) and, if ``fuse_bn``, batch
+    norms folded. Raises :class:`ConversionError` listing every problem."""
     ann = copy.deepcopy(model).eval()
     gm = trace(ann, leaf_modules)
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
@@ -604,48 +665,24 @@ def convert(model: nn.Module, T: int, method: str = "parallel", *, engine: str =
             "spiking equivalent:\n  - " + "\n  - ".join(problems) + "\nFix: replace them by "
             "ReLU or leansnn.QCFS and retrain (or fine-tune) the ANN; only QCFS, ReLU, ReLU6 "
             "and F.relu / torch.relu / Tensor.relu calls can become spiking neurons.")
-    dims = input_dims if input_dims is not None else _infer_input_dims(gm)
+    dims = input_dims if input_dims is not None else infer_input_dims(gm)
     if fuse_bn:
         fuse_batchnorm(gm)
-    ctx = ConversionContext(gm, sites, T, dims)
-    try:
-        neurons = _METHODS[method](ctx, **options)
-    except TypeError as e:
-        raise ValueError(f"method {method!r}: bad options {sorted(options)}: {e}") from None
+    return gm, sites, dims
+
+
+def assemble(gm: fx.GraphModule, sites: list[ActivationSite], neurons: dict[str, nn.Module],
+             T: int, method: str, input_dims: int | None, engine: str = "auto",
+             what: str = "the conversion") -> ConvertedSNN:
+    """Steps 4 and 5: check ``neurons`` (one :class:`~leansnn.neuron.SpikingNeuron` per site),
+    put each at its site of ``gm`` (in place) and wrap the graph in :class:`ConvertedSNN`."""
     missing = [s.name for s in sites if s.name not in neurons]
     if missing:
-        raise ConversionError(f"method {method!r} built no neuron for sites {missing}")
+        raise ConversionError(f"{what} built no neuron for sites {missing}")
     for s in sites:
         neuron = neurons[s.name]
         if not isinstance(neuron, SpikingNeuron):
-            raise ConversionError(f"method {method!r} returned {type(neuron).__name__} for "
+            raise ConversionError(f"{what} returned {type(neuron).__name__} for "
                                   f"{s.name}; expected a leansnn.neuron.SpikingNeuron")
     replace_sites(gm, sites, neurons, {"mode": "folded"})
-    snn = ConvertedSNN(gm, T, method, dims, engine)
-    _record_config(snn, model, T, method, engine, dict(options, fuse_bn=fuse_bn))
-    return snn
-
-
-def _record_config(snn: ConvertedSNN, model: nn.Module, T: int, method: str, engine: str,
-                   options: dict) -> None:
-    """Let ``leansnn.save`` / ``leansnn.load`` rebuild the result (registry entry
-    ``"converted"``) when the ANN came from the model registry and the options are JSON-able."""
-    cfg = getattr(model, "leansnn_config", None)
-    if cfg is None:
-        return
-    try:
-        opts = encode({k: (v.tolist() if isinstance(v, torch.Tensor) else v)
-                       for k, v in options.items()})
-    except ValueError:
-        return
-    snn.leansnn_config = {"name": "converted", "kwargs": {
-        "ann": cfg, "T": T, "method": method, "engine": engine, "options": opts}}
-
-
-
-@register("converted")
-def converted(ann: dict, T: int, method: str = "parallel", engine: str = "auto",
-              options: dict | None = None) -> nn.Module:
-    """Rebuild a converted SNN from its ANN's registry config (weights come from the
-    checkpoint): ``leansnn.convert(from_config(ann), T, method, **options)``."""
-    return convert(from_config(ann), T, method, engine=engine, **(options or {}))
+    return ConvertedSNN(gm, T, method, input_dims, engine)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ..activations import quantize
+from ..activations import spike_count
 from ..neuron import IF, SpikingNeuron
 from ..neuron import surrogate as sg
 from ..neuron.functional import check_sequence
@@ -79,10 +79,8 @@ class ParallelIF(SpikingNeuron):
     # -- the neuron's arithmetic ---------------------------------------------------------------
     def counts(self, mean: torch.Tensor) -> torch.Tensor:
         """Spike count ``n`` in ``{0..T}`` (float tensor, shape of ``mean`` ``[B, ...]``)."""
-        th = self.threshold
-        if self.shift is None:  # the very function QCFS uses (bit-exact for T == L)
-            return quantize(mean, th, self.T)
-        return torch.clamp(torch.floor(mean / th * self.T + self.shift / th), 0.0, self.T)
+        # the very function QCFS uses (bit-exact for T == L without shift) and DA-QCFS uses
+        return spike_count(mean, self.threshold, self.T, self.shift)
 
     def _amp(self) -> torch.Tensor:
         return self.threshold if self.amplitude is None else self.amplitude
@@ -148,6 +146,12 @@ class ParallelIF(SpikingNeuron):
             out = self._scale(s)
             return out.reshape(-1, *out.shape[2:])
         raise ValueError(f"unknown mode {mode!r}; choose from {_MODES}")
+
+    def to_config(self) -> dict:
+        """Constructor arguments (``ParallelIF(**to_config())`` rebuilds the neuron); the
+        tensors are the buffers themselves (checkpoints record only their shapes)."""
+        return {"T": self.T, "threshold": self.threshold, "shift": self.shift,
+                "amplitude": self.amplitude}
 
     def extra_repr(self) -> str:
         th = self.threshold
