@@ -118,7 +118,7 @@ def conversion_table(args: argparse.Namespace, pre: Path, log) -> list[dict]:
                 opts = {}
                 if ann_is_relu(ann):
                     opts["thresholds"] = record_thresholds(ann, calib,
-                                                           calib_images=args.calib_images)
+                                                           max_samples=args.calib_images)
                 snn = ls.convert(ann, T=max(Ts), method="serial", **opts).to(args.device)
                 r = evaluate_snn(snn, test, batch_size=args.batch_size, device=args.device,
                                  progress=True, desc=f"{label}: serial T={max(Ts)}",
@@ -139,7 +139,7 @@ def conversion_table(args: argparse.Namespace, pre: Path, log) -> list[dict]:
             for T in Ts:
                 opts = {}
                 if method == "calibrated":
-                    opts = dict(calib_data=calib, calib_images=args.calib_images,
+                    opts = dict(calib_data=calib, max_samples=args.calib_images,
                                 progress=False)
                 t0 = time.perf_counter()
                 snn = ls.convert(ann, T=T, method=method, **opts).to(args.device)
