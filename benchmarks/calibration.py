@@ -84,7 +84,7 @@ def run_net(label: str, path: Path, args, train, test, serial_test, lines: list[
     ann = ls.load(path).eval()
     ann_acc = evaluate(ann, test, batch_size=256)["accuracy"]
     print(f"== {label}: ANN {pct(ann_acc)} %", flush=True)
-    calib_kw = dict(calib_data=train, calib_images=args.calib_images, progress=False)
+    calib_kw = dict(calib_data=train, max_samples=args.calib_images, progress=False)
     rows = []
     for T in args.T:
         t0 = time.perf_counter()
@@ -128,7 +128,7 @@ def run_net(label: str, path: Path, args, train, test, serial_test, lines: list[
         lines.append("")
         return
     # serial IF and SpikingJelly: causal, one run at the largest T
-    th = record_thresholds(ann, train, calib_images=args.calib_images)
+    th = record_thresholds(ann, train, max_samples=args.calib_images)
     Tmax = max(SERIAL_REPORT)
     ser = ls.convert(ann, T=Tmax, method="serial", thresholds=th)
     s_acc = evaluate_snn(ser, serial_test, firing_rate=False, progress=True,
@@ -166,7 +166,7 @@ def run_qcfs(paths: list[Path], args, train, test, lines: list[str]) -> None:
                                firing_rate=False)["accuracy"]
             t0 = time.perf_counter()
             snn = ls.convert(ann, T=T, method="calibrated", calib_data=train,
-                             calib_images=args.calib_images, progress=False)
+                             max_samples=args.calib_images, progress=False)
             secs = time.perf_counter() - t0
             cal = evaluate_snn(snn, test, firing_rate=False)["accuracy"]
             rows.append([path.stem, pct(ann_acc), T, f"{pct(par)} ({delta(par, ann_acc)})",
@@ -189,7 +189,7 @@ def run_modes(path: Path, args, train, test, lines: list[str]) -> None:
                             ("momentum 0.99 (authors)", args.momentum_images,
                              {"mode": "momentum"})):
             t0 = time.perf_counter()
-            snn = ls.convert(ann, T=T, method="calibrated", calib_data=train, calib_images=n,
+            snn = ls.convert(ann, T=T, method="calibrated", calib_data=train, max_samples=n,
                              progress=False, **kw)
             secs = time.perf_counter() - t0
             acc = evaluate_snn(snn, test, firing_rate=False)["accuracy"]

@@ -1,6 +1,6 @@
 """Wall time and accuracy of one calibrated conversion with output-matching refinement.
 
-``ls.convert(ann, T, method="calibrated", calib_images=1024, refine_steps=N)`` of a ReLU net
+``ls.convert(ann, T, method="calibrated", max_samples=1024, refine_steps=N)`` of a ReLU net
 (default: the shipped ResNet-20), timed on its own (run it on an otherwise idle machine), then
 evaluated on the full Fashion-MNIST test set. Prints one line per T; writes nothing.
 
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     for T in args.T:
         t0 = time.perf_counter()
         snn = ls.convert(ann, T=T, method="calibrated", calib_data=train,
-                         calib_images=args.calib_images, refine_steps=args.refine_steps,
+                         max_samples=args.calib_images, refine_steps=args.refine_steps,
                          progress=False)
         secs = time.perf_counter() - t0
         acc = evaluate_snn(snn, test, firing_rate=False)["accuracy"]
