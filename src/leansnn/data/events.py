@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
-    "EVENT_DTYPE", "EventError", "make_events", "check_events", "to_frames",
+    "EVENT_DTYPE", "EventError", "make_events", "as_events", "check_events", "to_frames",
     "frames_from_batch",
 ]
 
@@ -50,6 +50,52 @@ def make_events(x, y, t, p) -> np.ndarray:
                          f"{t.shape[0]}, {p.shape[0]}")
     ev = np.empty(n, dtype=EVENT_DTYPE)
     ev["x"], ev["y"], ev["t"], ev["p"] = x, y, t, p
+    return ev
+
+
+def as_events(events, ordering: str | None = None, name: str = "events") -> np.ndarray:
+    """Any event array as an :data:`EVENT_DTYPE` array sorted by ``t``.
+
+    Accepts a structured array with fields ``x, y, t, p`` in any order and of any numeric
+    dtypes (tonic's arrays, e.g. ``[("t", "<i8"), ("x", "<i8"), ...]``; extra fields are
+    dropped), or a plain 2-D numeric array ``[N, 4]`` whose columns ``ordering`` names (e.g.
+    ``"txyp"``, tonic's ``dataset.ordering``). Polarities ``{-1, 1}`` or booleans become
+    ``{0, 1}`` (``p > 0`` is ON). Values must be integers; anything else raises
+    :class:`EventError`.
+    """
+    if isinstance(events, np.ndarray) and events.dtype == EVENT_DTYPE:
+        ev = events
+    else:
+        arr = np.asarray(events)
+        if arr.dtype.names is not None:
+            missing = [f for f in "xytp" if f not in arr.dtype.names]
+            if missing:
+                raise EventError(f"{name}: missing field(s) {missing}; have "
+                                 f"{list(arr.dtype.names)}")
+            cols = {f: arr[f] for f in "xytp"}
+        elif arr.ndim == 2 and arr.shape[1] == 4:
+            if ordering is None or sorted(ordering) != sorted("xytp"):
+                raise EventError(f"{name}: a plain [N, 4] array needs ordering= naming its "
+                                 f"columns (a permutation of 'xytp', e.g. 'txyp'), got "
+                                 f"{ordering!r}")
+            cols = {f: arr[:, ordering.index(f)] for f in "xytp"}
+        else:
+            raise EventError(f"{name}: expected a structured array with fields x, y, t, p or "
+                             f"a plain [N, 4] array with ordering=, got {arr.dtype} "
+                             f"{arr.shape}")
+        for f, v in cols.items():
+            if v.dtype.kind == "f":
+                if not np.all(np.isfinite(v)) or np.any(v != np.round(v)):
+                    raise EventError(f"{name}: field {f} holds non-integer values")
+            elif v.dtype.kind not in "iub":
+                raise EventError(f"{name}: field {f} has dtype {v.dtype}, expected integers")
+        p = cols["p"]
+        ev = make_events(cols["x"], cols["y"], cols["t"],
+                         (p > 0).astype(np.int8) if p.dtype.kind in "ifb" else p)
+    if ev.ndim != 1:
+        raise EventError(f"{name}: expected a 1-D array of events, got shape {ev.shape}")
+    if ev.size > 1 and np.any(np.diff(ev["t"]) < 0):
+        ev = ev[np.argsort(ev["t"], kind="stable")]
     return ev
 
 
@@ -196,8 +242,12 @@ def to_frames(
     downsample: int = 1,
     crop: Sequence[int] | None = None,
     binary: bool = False,
+    ordering: str | None = None,
 ) -> np.ndarray:
     """Bin one recording into ``float32 [T, 2, H', W']`` event counts (channel 1 = ON).
+
+    ``events``: an :data:`EVENT_DTYPE` array, any structured array with fields x, y, t, p
+    (tonic's), or a plain ``[N, 4]`` array with ``ordering`` (see :func:`as_events`).
 
     - ``sensor_size = (H, W)``: the sensor the events come from (validated).
     - ``by="time"``: frame ``k`` holds events with ``t0 + k·D/T <= t < t0 + (k+1)·D/T``
@@ -212,6 +262,8 @@ def to_frames(
     Without cropping, a time window covering all events, and ``binary=False``, the frames
     sum to ``len(events)``.
     """
+    if not (isinstance(events, np.ndarray) and events.dtype == EVENT_DTYPE):
+        events = as_events(events, ordering)
     check_events(events, sensor_size)
     return frames_from_batch(events, np.array([0, events.size]), T, sensor_size, by=by,
                              duration=duration, t_start=t_start, downsample=downsample,
