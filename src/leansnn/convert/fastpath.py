@@ -148,11 +148,9 @@ def _describe(node: fx.Node, gm: fx.GraphModule) -> str:
 
 def build_plan(net: fx.GraphModule) -> FastPlan:
     """Analyse the converted graph ``net`` and build the fast / tail graphs."""
-    graph = net.graph
-    nodes = list(graph.nodes)
+    nodes = list(net.graph.nodes)
     neurons = [n for n in nodes if n.op == "call_module"
                and isinstance(net.get_submodule(n.target), SpikingNeuron)]
-    neuron_set = set(neurons)
     not_mean = [n for n in neurons if not getattr(net.get_submodule(n.target), "supports_mean",
                                                   False)]
     if not_mean:
@@ -160,8 +158,21 @@ def build_plan(net: fx.GraphModule) -> FastPlan:
                           for n in not_mean[:3])
         why = [f"neurons such as {names} are simulated step by step (no time-mean form)"]
         return FastPlan(None, None, False, why, why)
-    # ancestors of neurons: nodes whose value reaches some neuron
-    anc: set[fx.Node] = set()
+    neuron_set = set(neurons)
+    tail, sources = _tail_and_sources(nodes, neuron_set)
+    src_index = {n: i for i, n in enumerate(sources)}
+    fast = _fast_graph(net, nodes, neuron_set, src_index)
+    tail_gm, uses_input = _tail_graph(net, nodes, tail, src_index)
+    return FastPlan(fast, tail_gm, uses_input, _not_exact(net, nodes, neurons, False),
+                    _not_exact(net, nodes, neurons, True))
+
+
+def _not_exact(net: fx.GraphModule, nodes: list[fx.Node], neurons: list[fx.Node],
+               sequence: bool) -> list[str]:
+    """Why the fast path is not exact for static (or ``sequence``) inputs: every non-affine
+    node between time-varying values and a neuron."""
+    neuron_set = set(neurons)
+    anc: set[fx.Node] = set()  # ancestors of neurons: nodes whose value reaches some neuron
     stack = [i for n in neurons for i in _node_inputs(n)]
     while stack:
         n = stack.pop()
@@ -172,25 +183,26 @@ def build_plan(net: fx.GraphModule) -> FastPlan:
     for n in nodes:
         if _is_meta(n, meta):
             meta.add(n)
-
-    def reasons(sequence: bool) -> list[str]:
-        varying: set[fx.Node] = set()
-        bad = []
-        for n in nodes:
-            if n in meta or n.op in ("get_attr", "output"):
-                continue
-            if n.op == "placeholder":
-                if sequence:
-                    varying.add(n)
-                continue
-            if n in neuron_set or any(i in varying for i in _node_inputs(n)):
+    varying: set[fx.Node] = set()
+    bad = []
+    for n in nodes:
+        if n in meta or n.op in ("get_attr", "output"):
+            continue
+        if n.op == "placeholder":
+            if sequence:
                 varying.add(n)
-                if n not in neuron_set and n in anc and not is_affine(n, net, varying):
-                    bad.append(n)
-        return [f"{_describe(n, net)} is not affine and lies between spiking layers"
-                for n in bad]
+            continue
+        if n in neuron_set or any(i in varying for i in _node_inputs(n)):
+            varying.add(n)
+            if n not in neuron_set and n in anc and not is_affine(n, net, varying):
+                bad.append(n)
+    return [f"{_describe(n, net)} is not affine and lies between spiking layers" for n in bad]
 
-    # tail: nodes reaching the output without crossing a neuron
+
+def _tail_and_sources(nodes: list[fx.Node], neuron_set: set[fx.Node]
+                      ) -> tuple[set[fx.Node], list[fx.Node]]:
+    """The tail (nodes reaching the output without crossing a neuron) and the source neurons
+    feeding it, in graph order."""
     out_node = next(n for n in reversed(nodes) if n.op == "output")
     tail: set[fx.Node] = set()
     sources: list[fx.Node] = []
@@ -206,8 +218,12 @@ def build_plan(net: fx.GraphModule) -> FastPlan:
         stack.extend(_node_inputs(n))
     order = {n: i for i, n in enumerate(nodes)}
     sources.sort(key=order.__getitem__)
-    src_index = {n: i for i, n in enumerate(sources)}
-    # fast graph: everything up to the source neurons' inputs, on time-means
+    return tail, sources
+
+
+def _fast_graph(net: fx.GraphModule, nodes: list[fx.Node], neuron_set: set[fx.Node],
+                src_index: dict[fx.Node, int]) -> fx.GraphModule:
+    """Everything up to the source neurons' inputs, on time-means."""
     fg = fx.Graph()
     env: dict[fx.Node, fx.Node] = {}
     for n in nodes:
@@ -218,15 +234,20 @@ def build_plan(net: fx.GraphModule) -> FastPlan:
             env[n] = fg.call_module(n.target, (env[n.args[0]],), {"mode": mode})
         else:
             env[n] = fg.node_copy(n, lambda a: env[a])
-    fg.output(tuple(env[s.args[0]] for s in sources))
+    fg.output(tuple(env[s.args[0]] for s in src_index))  # sources in index order
     fast = fx.GraphModule(net, fg, class_name="FastPath")
     fast.graph.eliminate_dead_code()
     fast.recompile()
-    # tail graph: folded input + source means -> folded output
+    return fast
+
+
+def _tail_graph(net: fx.GraphModule, nodes: list[fx.Node], tail: set[fx.Node],
+                src_index: dict[fx.Node, int]) -> tuple[fx.GraphModule, bool]:
+    """Folded input + source means -> folded output; also whether it reads the input."""
     tg = fx.Graph()
     tenv: dict[fx.Node, fx.Node] = {}
     x_ph = tg.placeholder("x_folded")
-    m_ph = [tg.placeholder(f"mean_{i}") for i in range(len(sources))]
+    m_ph = [tg.placeholder(f"mean_{i}") for i in range(len(src_index))]
     uses_input = False
     for n in nodes:
         if n.op == "output":
@@ -239,5 +260,4 @@ def build_plan(net: fx.GraphModule) -> FastPlan:
                 uses_input = True
             else:
                 tenv[n] = tg.node_copy(n, lambda a: tenv[a])
-    tail_gm = fx.GraphModule(net, tg, class_name="FastTail")
-    return FastPlan(fast, tail_gm, uses_input, reasons(False), reasons(True))
+    return fx.GraphModule(net, tg, class_name="FastTail"), uses_input
