@@ -8,7 +8,7 @@ from torch import nn
 from .neuron.functional import check_sequence
 
 __all__ = [
-    "TimeFold", "RepeatTime", "StaticStem", "MeanOverTime", "repeat_time", "check_finite",
+    "TimeFold", "RepeatTime", "StaticStem", "repeat_time", "check_finite",
 ]
 
 
@@ -104,9 +104,3 @@ class StaticStem(nn.Module):
             f"{self.static_dims + 1}, got shape {tuple(x.shape)}"
         )
 
-
-class MeanOverTime(nn.Module):
-    """Readout ``[T, B, ...] -> [B, ...]``: the mean over the time axis."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(0)
