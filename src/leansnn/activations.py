@@ -9,6 +9,10 @@ with ``L`` quantization levels, a learnable per-layer threshold ``theta`` (units
 pre-activation ``z``) and the shift ``psi = theta/2``. The floor passes gradients straight
 through (STE), so ``z`` and ``theta`` both learn. A network of QCFS layers with ``L == T``
 converts losslessly to parallel spiking neurons with ``T`` steps (papers.md, part B).
+
+The quantization level is :func:`spike_count` (``L`` = ``T``), the one copy of the formula
+``clip(floor((S + psi)/theta), 0, T)`` that the parallel neuron and DA-QCFS also use, and
+:func:`floor_ste` is the one straight-through floor.
 """
 
 from __future__ import annotations
