@@ -96,7 +96,9 @@ class CalibrationConfig:
         ``None``: all calibration images; on the shipped ReLU small CNN 1,024 images gave
         0.1 point more at T = 4, 8, 16 than the first 256) (coarse
         ``T`` wastes levels on rare large activations). The reference stays the activation
-        clipped at the recorded threshold.
+        clipped at the recorded threshold. In ``"momentum"`` mode the scales are searched on
+        the first batch; with ``calibrate=False`` the candidates are scored with their own
+        threshold as amplitude (as the result uses).
     fit: ``"both"`` (default: ``psi`` and ``phi``, as the paper), ``"psi"`` or ``"phi"``
         (fit only that one, the other stays 0).
     amplitude: how ``phi`` is fitted: ``"mean"`` (default, the paper's: the channel's mean
