@@ -232,8 +232,9 @@ def window_starts(length: int, T: int, stride: int | None = None) -> np.ndarray:
     """Start frames of windows of ``T`` frames covering ``length`` frames: ``0, stride, ...``
     while a window fits, plus one ending at the last frame (``[0]`` if ``length <= T``)."""
     stride = T if stride is None else int(stride)
-    if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
+    if not 1 <= stride <= T:
+        raise ValueError(f"stride must be in 1..T={T} (a larger stride leaves frames out of "
+                         f"every window), got {stride}")
     if length <= T:
         return np.zeros(1, np.int64)
     s = np.arange(0, length - T + 1, stride, dtype=np.int64)
