@@ -60,17 +60,20 @@ class LayerSpikes:
     """Spike events of one spiking layer: a fixed ``[T, C]`` float64 table plus the number of
     samples (see the module docstring for the rates derived from it).
 
-    ``update(spikes)`` folds one batch ``[T, B, C, ...]`` in; ``binary=True`` promises the
-    values are exactly 0./1. (LIF/IF spikes), which saves a comparison pass.
+    ``update(spikes)`` folds one batch ``[T, B, C, ...]`` in. Observers receive spikes in
+    {0, 1} (the neuron protocol), so a plain sum counts the events; the first batch of a layer
+    not promised ``binary`` (LIF/IF are) is checked, and a layer that emits other values is
+    counted as ``spikes != 0`` from then on (slower, same result).
     """
 
-    __slots__ = ("name", "counts", "samples", "T", "shape", "N", "C")
+    __slots__ = ("name", "counts", "samples", "T", "shape", "N", "C", "_binary")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.counts: torch.Tensor | None = None  # [T, C] spikes summed over samples
         self.samples = 0
         self.T, self.shape, self.N, self.C = 0, None, 0, 1
+        self._binary: bool | None = None  # None: not checked yet
 
     @torch.no_grad()
     def update(self, spikes: torch.Tensor, binary: bool = False) -> None:
@@ -88,11 +91,15 @@ class LayerSpikes:
                 f"layer {self.name!r} first saw spikes [T={self.T}, B, "
                 f"{', '.join(map(str, self.shape))}] and now {list(s.shape)}; count one input "
                 "size and number of time steps at a time")
-        if not (binary and s.is_floating_point()):
-            s = s.ne(0)
-        # float32 sums of 0/1 are exact (< 2**24 events per step and channel in one batch)
-        c = s.reshape(T, B, self.C, -1).sum((1, 3))
-        self.counts += c
+        if binary and s.is_floating_point():
+            self._binary = True
+        elif self._binary is None:
+            self._binary = s.is_floating_point() and bool(((s == 0) | (s == 1)).all())
+        if not self._binary:
+            s = s.ne(0).float()
+        # float32 sums of 0/1 are exact (< 2**24 events per step and channel in one batch);
+        # two one-dim sums are faster than one over dims (1, 3)
+        self.counts += s.reshape(T, B, self.C, -1).sum(-1).sum(1)
         self.samples += B
 
     @property

@@ -37,13 +37,6 @@ def seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def iterate(data: Any, batch_size: int, shuffle: bool = False, seed: int = 0,
-            drop_last: bool = False):
-    """Deprecated, to be removed once ``convert/calibrate.py`` reads
-    :func:`leansnn.base.batching.iter_batches` itself (issue 14)."""
-    return iter_batches(data, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
-
-
 @dataclass
 class TrainConfig:
     """Training settings (all JSON-able, stored in every checkpoint).

@@ -121,8 +121,11 @@ def _source(data: Any, batch_size: int, shuffle: bool, seed: int, drop_last: boo
         return data.batches(batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
     if isinstance(data, torch.utils.data.Dataset) and not isinstance(
             data, torch.utils.data.IterableDataset):
+        # the same order as an in-memory pair with the same seed; the loader's own generator
+        # keeps it from drawing on the global random state
         g = torch.Generator().manual_seed(seed)
-        return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=shuffle,
+        order = torch.randperm(len(data), generator=g).tolist() if shuffle else None
+        return torch.utils.data.DataLoader(data, batch_size=batch_size, sampler=order,
                                            generator=g, drop_last=drop_last)
     if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
         raise BatchError(
