@@ -71,7 +71,7 @@ def rand_events(rng, n, h, w, t0=0, t1=300_000):
                        np.sort(rng.integers(t0, t1, n)), rng.integers(0, 2, n))
 
 
-# --- fixtures: one small folder per data set, built once ----------------------------------------
+# --- fixtures: one small folder per data set, built once --------------------------------------
 @pytest.fixture(scope="session")
 def nmnist_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("nmnist")
@@ -152,7 +152,7 @@ def quiet(fn, *a, **kw):
         return fn(*a, progress=False, **kw)
 
 
-# --- N-MNIST ------------------------------------------------------------------------------------
+# --- N-MNIST ----------------------------------------------------------------------------------
 def test_nmnist_frames_labels_events(nmnist_root, tmp_path):
     root, truth = nmnist_root
     ds = quiet(nmnist, "train", root, T=4, cache_dir=tmp_path)
@@ -219,7 +219,7 @@ def test_workers_give_the_same_frames(nmnist_root, tmp_path):
     assert one.cache_path is None and two.cache_path is not None
 
 
-# --- the ASA protocol: windows and voting ---------------------------------------------------------
+# --- the ASA protocol: windows and voting -----------------------------------------------------
 def test_fixed_duration_frames_and_training_windows(nmnist_root, tmp_path):
     root, truth = nmnist_root
     ds = quiet(nmnist, "train", root, T=4, dt_ms=20, cache_dir=tmp_path)
@@ -302,7 +302,7 @@ def test_vote():
         vote(scores, rec, how="mean")
 
 
-# --- N-Caltech101 ---------------------------------------------------------------------------------
+# --- N-Caltech101 -----------------------------------------------------------------------------
 def test_ncaltech101(caltech_root, tmp_path):
     root, truth = caltech_root
     train = quiet(ncaltech101, "train", root, T=2, cache_dir=tmp_path, test_fraction=0.2)
@@ -326,7 +326,7 @@ def test_ncaltech101_address_outside_sensor(tmp_path):
         ncaltech101("all", tmp_path, T=2, use_cache=False, progress=False)
 
 
-# --- DVS128 Gesture ---------------------------------------------------------------------------------
+# --- DVS128 Gesture ---------------------------------------------------------------------------
 def test_dvs_gesture_cut_per_gesture(gesture_root, tmp_path):
     root, truth = gesture_root
     train = quiet(dvs_gesture, "train", root, T=4, cache_dir=tmp_path)
@@ -406,7 +406,7 @@ def test_dvs_gesture_bad_input(gesture_root, tmp_path):
         dvs_gesture("train", r, T=2, use_cache=False, progress=False)
 
 
-# --- CIFAR10-DVS ---------------------------------------------------------------------------------
+# --- CIFAR10-DVS ------------------------------------------------------------------------------
 def test_cifar10_dvs(cifar_dvs_root, tmp_path):
     root, truth = cifar_dvs_root
     tr = quiet(cifar10_dvs, "train", root, T=4, cache_dir=tmp_path, test_fraction=0.2)
@@ -444,7 +444,7 @@ def test_cifar10_dvs_bad_layout(cifar_dvs_root, tmp_path):
         cifar10_dvs("train", tmp_path / "r", progress=False)
 
 
-# --- bad input common to the folder data sets ------------------------------------------------------
+# --- bad input common to the folder data sets -------------------------------------------------
 def test_bad_roots_and_splits(nmnist_root, tmp_path, monkeypatch):
     root, _ = nmnist_root
     monkeypatch.delenv("LEANSNN_DATA", raising=False)
@@ -504,7 +504,7 @@ def test_bad_files_and_skip(tmp_path):
         f.unlink()
 
 
-# --- the registry ----------------------------------------------------------------------------------
+# --- the registry -----------------------------------------------------------------------------
 def test_registry_events(nmnist_root, caltech_root, gesture_root, cifar_dvs_root, tmp_path):
     roots = {"nmnist": nmnist_root[0], "ncaltech101": caltech_root[0],
              "dvs_gesture": gesture_root[0], "cifar10_dvs": cifar_dvs_root[0]}

@@ -449,7 +449,7 @@ def vote(scores: torch.Tensor, recording: torch.Tensor | np.ndarray,
     return torch.where(seen, pred, torch.full_like(pred, -1))
 
 
-# --- decoding, caching --------------------------------------------------------------------------
+# --- decoding, caching ------------------------------------------------------------------------
 def _groups(samples: Sequence[Sample]) -> list[tuple[str, list[tuple[int, Sample]]]]:
     """Consecutive samples of the same file, in order."""
     out: list[tuple[str, list[tuple[int, Sample]]]] = []

@@ -72,7 +72,7 @@ NORMALIZATION = {
 IMAGE_FOLDER_FORMAT = 1
 
 
-# --- augmentations -----------------------------------------------------------------------------
+# --- augmentations ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RandomCrop:
     """Pad every side by ``padding`` pixels (value ``fill``), then cut a window of the
@@ -165,7 +165,7 @@ def augmentation(spec, dataset: str = "cifar10") -> tuple:
     return spec
 
 
-# --- the data set -------------------------------------------------------------------------------
+# --- the data set -----------------------------------------------------------------------------
 class ImageSet(torch.utils.data.Dataset):
     """Images ``uint8 [N, C, H, W]`` (tensor or memory map) with int64 labels.
 
@@ -259,7 +259,7 @@ class ImageSet(torch.utils.data.Dataset):
             yield x, self.labels[torch.from_numpy(idx)]
 
 
-# --- CIFAR --------------------------------------------------------------------------------------
+# --- CIFAR ------------------------------------------------------------------------------------
 def read_cifar(path: str | os.PathLike, label_bytes: int = 1,
                num_labels: Sequence[int] = (10,)) -> tuple[np.ndarray, np.ndarray]:
     """Read one CIFAR binary file: ``(images uint8 [N, 3, 32, 32], labels uint8
@@ -343,7 +343,7 @@ def cifar100(split: str = "train", root=None, *, label: str = "fine", normalize:
                     mean, std, normalize, augmentation(augment, "cifar100"))
 
 
-# --- image folders ------------------------------------------------------------------------------
+# --- image folders ----------------------------------------------------------------------------
 def _images(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
                    and p.suffix.lower() in IMAGE_EXTENSIONS), key=lambda p: natural_key(p.name))
@@ -401,6 +401,7 @@ def image_folder(split: str = "train", root=None, *, size: tuple[int, int] = (32
         if name not in split_dirs:
             raise DataError(f"image_folder: split {split!r} is missing: {r} has "
                             f"{sorted(split_dirs)}")
+        split = name   # "val" and "test" name the same folder (and cache entry)
         classes = [d.name for d in _dirs(split_dirs.get("train", split_dirs[name]))]
         files, labels = [], []
         for d in _dirs(split_dirs[name]):
