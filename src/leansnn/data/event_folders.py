@@ -470,6 +470,60 @@ def _frame_settings(T: int, size, by: str, binary: bool, dt_ms: float | None) ->
     return FrameSettings(T=T, size=tuple(size), by=by, binary=binary, dt_us=dt_us)
 
 
+class _Decoder:
+    """Decodes and bins the files of ``groups`` in order (a process pool when ``workers >
+    1``): :meth:`chunks` yields each sample's frames; afterwards :meth:`array` gives the
+    offsets, labels and sample ids of what was kept, ``skipped`` what was not."""
+
+    def __init__(self, index: EventIndex, fs: FrameSettings, groups: list, workers: int,
+                 skip_bad_files: bool, progress: bool, label: str) -> None:
+        self.index, self.fs, self.groups, self.workers = index, fs, groups, workers
+        self.skip, self.progress, self.label = skip_bad_files, progress, label
+        self.kept: list[int] = []
+        self.lengths: list[int] = []
+        self.skipped: list[tuple[str, str]] = []
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        groups, workers = self.groups, self.workers
+        per = max(1, min(32, len(groups) // (4 * workers) or 1))
+        tasks = [(self.index.reader, self.index.sensor_size, self.fs,
+                  [(p, [s for _, s in g]) for p, g in groups[i:i + per]])
+                 for i in range(0, len(groups), per)]
+        ids = iter(groups)
+        with tqdm(total=len(groups), desc=f"decoding {self.label}", unit="file",
+                  disable=not self.progress) as bar:
+            pool = ProcessPoolExecutor(workers) if workers > 1 else None
+            try:
+                results = pool.map(_bin_files, tasks) if pool else map(_bin_files, tasks)
+                for res in results:
+                    for item in res:
+                        _, g = next(ids)
+                        bar.update(1)
+                        if len(item) == 2:
+                            if not self.skip:
+                                raise item[1]
+                            self.skipped.append((item[0], str(item[1])))
+                            continue
+                        for (i, _s), fr in zip(g, item[1]):
+                            self.kept.append(i)
+                            self.lengths.append(fr.shape[0])
+                            yield fr
+            finally:
+                if pool:
+                    pool.shutdown(cancel_futures=True)
+
+    def array(self, what: str) -> np.ndarray:
+        ids = np.array(self.kept, np.int64)
+        if ids.size == 0:
+            raise DataError(f"{self.label}: every file under {self.index.root} failed to "
+                            "decode")
+        if what == "offsets":
+            return np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
+        if what == "labels":
+            return np.array([self.index.samples[i].label for i in ids], np.int64)
+        return ids
+
+
 def load_events(index: EventIndex, *, T: int = 8, size: tuple[int, int] = (32, 32),
                 by: str = "time", binary: bool = False, dt_ms: float | None = None,
                 cache_dir: str | os.PathLike | None = None, workers: int | None = None,
@@ -505,65 +559,23 @@ def load_events(index: EventIndex, *, T: int = 8, size: tuple[int, int] = (32, 3
     got = open_cache(stem, key, names) if use_cache else None
     from_cache = got is not None
     h, w = fs.size
-    skipped: list[tuple[str, str]] = []
     if got is None:
-        kept_ids: list[int] = []
-        lengths: list[int] = []
-
-        def chunks():
-            per = max(1, min(32, len(groups) // (4 * workers) or 1))
-            tasks = [(index.reader, index.sensor_size, fs,
-                      [(p, [s for _, s in g]) for p, g in groups[i:i + per]])
-                     for i in range(0, len(groups), per)]
-            ids = iter(groups)
-            with tqdm(total=len(groups), desc=f"decoding {label}", unit="file",
-                      disable=not progress) as bar:
-                pool = ProcessPoolExecutor(workers) if workers > 1 else None
-                try:
-                    results = pool.map(_bin_files, tasks) if pool else map(_bin_files, tasks)
-                    for res in results:
-                        for item in res:
-                            _, g = next(ids)
-                            bar.update(1)
-                            if len(item) == 2:
-                                if not skip_bad_files:
-                                    raise item[1]
-                                skipped.append((item[0], str(item[1])))
-                                continue
-                            for (i, _s), fr in zip(g, item[1]):
-                                kept_ids.append(i)
-                                lengths.append(fr.shape[0])
-                                yield fr
-                finally:
-                    if pool:
-                        pool.shutdown(cancel_futures=True)
-
-        def small(what: str):
-            def make() -> np.ndarray:
-                ids = np.array(kept_ids, np.int64)
-                if ids.size == 0:
-                    raise DataError(f"{label}: every file under {index.root} failed to "
-                                    "decode")
-                if what == "offsets":
-                    return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-                if what == "labels":
-                    return np.array([index.samples[i].label for i in ids], np.int64)
-                return ids
-            return make
-
+        dec = _Decoder(index, fs, groups, workers, skip_bad_files, progress, label)
         if use_cache:
             write_cache(stem, key, key_src,
-                        {"frames": Stream(np.uint8, (2, h, w), chunks()),
-                         "offsets": small("offsets"), "labels": small("labels"),
-                         "samples": small("samples")},
-                        extra=lambda: {"skipped": skipped})
+                        {"frames": Stream(np.uint8, (2, h, w), dec.chunks()),
+                         "offsets": lambda: dec.array("offsets"),
+                         "labels": lambda: dec.array("labels"),
+                         "samples": lambda: dec.array("samples")},
+                        extra=lambda: {"skipped": dec.skipped})
             arrays, meta = read_cache(stem, key, names)
         else:
-            frs = list(chunks())
+            frs = list(dec.chunks())
             arrays = {"frames": (np.concatenate(frs) if frs else np.zeros((0, 2, h, w),
                                                                           np.uint8))}
-            arrays.update({n: small(n)() for n in ("offsets", "labels", "samples")})
-            meta = {"skipped": skipped}
+            arrays.update({n: dec.array(n) for n in ("offsets", "labels", "samples")})
+            meta = {"skipped": dec.skipped}
+        skipped = dec.skipped
     else:
         arrays, meta = got
         skipped = [tuple(s) for s in meta.get("skipped", [])]

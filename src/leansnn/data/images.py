@@ -375,23 +375,42 @@ def _decode(task: tuple) -> np.ndarray | tuple[str, str]:
     return out
 
 
-def image_folder(split: str = "train", root=None, *, size: tuple[int, int] = (32, 32),
-                 test_fraction: float = 0.1, normalize: bool = True, augment=None,
-                 mean=None, std=None, cache_dir=None, workers: int | None = None,
-                 progress: bool = True, skip_bad_files: bool = False) -> ImageSet:
-    """Images in class folders (see the module docstring), decoded to ``float32 [3, H, W]``.
+def _decode_all(files: list[Path], size: tuple[int, int], workers: int, progress: bool,
+                skip_bad_files: bool, kept: list[int], skipped: list, desc: str,
+                per: int = 64) -> Iterator[np.ndarray]:
+    """Yield decoded uint8 ``[n, 3, H, W]`` chunks of ``files`` in order, appending the index
+    of every decoded file to ``kept`` and ``(path, reason)`` of every bad one to ``skipped``
+    (only with ``skip_bad_files``; otherwise the first bad file raises)."""
+    tasks = [([str(p) for p in files[i:i + per]], size) for i in range(0, len(files), per)]
+    with tqdm(total=len(files), desc=desc, unit="img", disable=not progress) as bar:
+        pool = ProcessPoolExecutor(workers) if workers > 1 else None
+        try:
+            res = pool.map(_decode, tasks) if pool else map(_decode, tasks)
+            for k, (t, out) in enumerate(zip(tasks, res)):
+                base = k * per
+                if isinstance(out, tuple):
+                    if not skip_bad_files:
+                        raise DataError(out[1])
+                    # decode again file by file to keep the good ones of this chunk
+                    for j, p in enumerate(t[0]):
+                        one = _decode(([p], size))
+                        if isinstance(one, tuple):
+                            skipped.append(one)
+                        else:
+                            kept.append(base + j)
+                            yield one
+                else:
+                    kept.extend(range(base, base + len(out)))
+                    yield out
+                bar.update(len(t[0]))
+        finally:
+            if pool:
+                pool.shutdown(cancel_futures=True)
 
-    ``split``: ``"train"``, ``"val"``/``"test"`` (the folder of that name; either name is
-    accepted for the other when only one exists), or with a flat ``ROOT/<class>/`` layout
-    ``"train"``/``"test"``/``"all"`` by ``test_fraction``. ``mean``/``std`` default to
-    ImageNet's. Corrupt images raise :class:`DataError` naming the file unless
-    ``skip_bad_files`` (then they are left out, with a warning listing them).
-    """
-    import warnings
 
-    size = tuple(int(s) for s in size)
-    if len(size) != 2 or min(size) < 1:
-        raise ValueError(f"size must be (H, W) with positive entries, got {size!r}")
+def _folder_index(split: str, root, test_fraction: float
+                  ) -> tuple[Path, str, list[str], list[Path], list[int]]:
+    """``(root, split folder name, classes, files, labels)`` of an image folder."""
     layout = "ROOT/<split>/<class>/*.{jpg,jpeg,png} or ROOT/<class>/*.{jpg,jpeg,png}"
     r = resolve_root(root, "image_folder", (), lambda d: bool(_dirs(d)), layout)
     split_dirs = {d.name: d for d in _dirs(r) if d.name in ("train", "val", "test")}
@@ -425,6 +444,28 @@ def image_folder(split: str = "train", root=None, *, size: tuple[int, int] = (32
                 imgs = imgs[len(imgs) - n_test:]
             files += imgs
             labels += [k] * len(imgs)
+    return r, split, classes, files, labels
+
+
+def image_folder(split: str = "train", root=None, *, size: tuple[int, int] = (32, 32),
+                 test_fraction: float = 0.1, normalize: bool = True, augment=None,
+                 mean=None, std=None, cache_dir=None, workers: int | None = None,
+                 progress: bool = True, skip_bad_files: bool = False) -> ImageSet:
+    """Images in class folders (see the module docstring), decoded to ``float32 [3, H, W]``.
+
+    ``split``: ``"train"``, ``"val"``/``"test"`` (the folder of that name; either name is
+    accepted for the other when only one exists), or with a flat ``ROOT/<class>/`` layout
+    ``"train"``/``"test"``/``"all"`` by ``test_fraction``. ``mean``/``std`` default to
+    ImageNet's. Corrupt images raise :class:`DataError` naming the file unless
+    ``skip_bad_files`` (then they are left out, with a warning listing them).
+    """
+    import warnings
+
+    size = tuple(int(s) for s in size)
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"size must be (H, W) with positive entries, got {size!r}")
+    r, split, classes, files, labels = _folder_index(split, root, test_fraction)
+    layout = "ROOT/<split>/<class>/*.{jpg,jpeg,png} or ROOT/<class>/*.{jpg,jpeg,png}"
     if not files:
         raise DataError(f"image_folder: no {'/'.join(IMAGE_EXTENSIONS)} images for split "
                         f"{split!r} under {r} (layout {layout})")
@@ -441,43 +482,16 @@ def image_folder(split: str = "train", root=None, *, size: tuple[int, int] = (32
     if got is None:
         if workers is None:
             workers = min(4, os.cpu_count() or 1) if len(files) > 256 else 1
-        per = 64
-        tasks = [([str(p) for p in files[i:i + per]], size) for i in range(0, len(files), per)]
         kept: list[int] = []
-
-        def chunks():
-            with tqdm(total=len(files), desc=f"decoding image_folder/{split}", unit="img",
-                      disable=not progress) as bar:
-                pool = ProcessPoolExecutor(workers) if workers > 1 else None
-                try:
-                    res = pool.map(_decode, tasks) if pool else map(_decode, tasks)
-                    for k, (t, out) in enumerate(zip(tasks, res)):
-                        base = k * per
-                        if isinstance(out, tuple):
-                            # decode again file by file to keep the good ones of this chunk
-                            if not skip_bad_files:
-                                raise DataError(out[1])
-                            for j, p in enumerate(t[0]):
-                                one = _decode(([p], size))
-                                if isinstance(one, tuple):
-                                    skipped.append(one)
-                                else:
-                                    kept.append(base + j)
-                                    yield one
-                        else:
-                            kept.extend(range(base, base + len(out)))
-                            yield out
-                        bar.update(len(t[0]))
-                finally:
-                    if pool:
-                        pool.shutdown(cancel_futures=True)
+        chunks = _decode_all(files, size, workers, progress, skip_bad_files, kept, skipped,
+                             f"decoding image_folder/{split}")
 
         def label_array() -> np.ndarray:
             if not kept:
                 raise DataError(f"image_folder: no image under {r} could be decoded")
             return np.asarray(labels, np.int64)[kept]
 
-        write_cache(stem, key, key_src, {"images": Stream(np.uint8, (3, *size), chunks()),
+        write_cache(stem, key, key_src, {"images": Stream(np.uint8, (3, *size), chunks),
                                          "labels": label_array},
                     extra=lambda: {"skipped": skipped, "classes": classes})
         arrays, meta = read_cache(stem, key, names)
