@@ -108,6 +108,8 @@ class _FusedLIF(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gS, gU, gH):  # type: ignore[override]
+        # long: one BPTT loop over preallocated buffers; split into helpers it would either
+        # allocate per step or pass a dozen buffers around (see the module docstring)
         U, h0, *tparams = ctx.saved_tensors
         decay, gain, thr, v_init, v_reset, hard, detach_reset, surrogate = ctx.params
         need_x, need_decay, need_gain, need_thr, need_h0 = ctx.needs_input_grad[:5]
@@ -282,6 +284,8 @@ class _FusedLIFTensor(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gS, gU, gH):  # type: ignore[override]
+        # long: one BPTT loop over preallocated buffers (as _FusedLIF.backward), plus the
+        # per-element parameter gradients
         U, h0 = ctx.saved_tensors
         decay, gain, thr, v_reset, v_init, hard, detach_reset, surrogate = ctx.kernel_params
         need = ctx.needs_input_grad
