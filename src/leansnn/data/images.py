@@ -201,8 +201,9 @@ class ImageSet(torch.utils.data.Dataset):
         return int(self.labels.shape[0])
 
     def _raw(self, idx: np.ndarray) -> torch.Tensor:
-        if isinstance(self.images, torch.Tensor):
-            return self.images[torch.as_tensor(idx)]
+        idx = np.asarray(idx)
+        if isinstance(self.images, torch.Tensor):   # numpy gathers uint8 rows ~100x faster
+            return torch.from_numpy(self.images.numpy()[idx])
         srt = np.argsort(idx, kind="stable")
         block = np.empty((idx.size, *self.images.shape[1:]), np.uint8)
         block[srt] = self.images[idx[srt]]
@@ -213,7 +214,7 @@ class ImageSet(torch.utils.data.Dataset):
             return x
         m = torch.tensor(self.mean, dtype=x.dtype).view(1, -1, 1, 1)
         s = torch.tensor(self.std, dtype=x.dtype).view(1, -1, 1, 1)
-        return (x - m) / s
+        return x.sub_(m).div_(s)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         i = range(len(self))[i]
