@@ -53,3 +53,20 @@ def test_parallel_at_T_equal_L_agrees_on_every_test_image(ckpt):
     assert agree == n, f"{n - agree} of {n} predictions differ"
     assert agree_fused >= 1995, f"{2000 - agree_fused} of 2000 predictions differ (fused BN)"
     assert correct / n > 0.85
+
+
+@pytest.mark.parametrize("name", ["small_cnn_relu", "resnet20_relu"])
+def test_shipped_relu_net_calibrated_saves_and_loads_exactly(name, tmp_path):
+    path = ROOT / "pretrained" / f"{name}.lsnn"
+    if not path.exists():
+        pytest.skip(f"{path} not shipped")
+    ann = ls.load(path).eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(32, 1, 28, 28, generator=g)
+    snn = ls.convert(ann, T=4, method="calibrated", calib_data=(x, torch.zeros(32).long()),
+                     progress=False)
+    out = ls.save(snn, tmp_path / "cal.lsnn")
+    assert len(ls.load_checkpoint(out)["meta_json"]) < 8 * 1024
+    back = ls.load(out)
+    with torch.no_grad():
+        assert torch.equal(back(x[:4]), snn(x[:4]))
