@@ -15,6 +15,7 @@ Run: ``.venv/bin/python benchmarks/datasets.py [--scale 1.0] [--workers 1] [--wr
 from __future__ import annotations
 
 import argparse
+import os
 import struct
 import sys
 import tempfile
@@ -194,7 +195,8 @@ def main(argv=None) -> None:
             print(dec, ep, flush=True)
     md = "\n\n".join([
         "## Data-set readers (`benchmarks/datasets.py`)",
-        f"{machine_line()}. Synthetic files in the real formats, written by the script "
+        f"{machine_line()}, load average {os.getloadavg()[0]:.1f} at the end of the run "
+        "(the machine was shared). Synthetic files in the real formats, written by the script "
         f"(scale {args.scale}, {args.workers} decoding process(es)). Rerun: "
         f"`.venv/bin/python benchmarks/datasets.py --scale {args.scale} --workers "
         f"{args.workers} --write`.",
@@ -205,7 +207,9 @@ def main(argv=None) -> None:
         "Epoch: one pass of `batches(32, shuffle=True)` (CIFAR-10: 128) opening the data set "
         "from its cache, against one pass that decodes and bins the raw files again "
         "(`use_cache=False`); first pass = decoding + writing the cache. DVS128 Gesture uses "
-        "`dt_ms=25` frames and random T=16 windows, the others T frames per recording.",
+        "`dt_ms=25` frames and random T=16 windows, the others T frames per recording. The "
+        "cached epoch includes opening the data set, which fingerprints the raw files (a "
+        "spot checksum of each; for N-MNIST's many small files that is most of it).",
         md_table(["data set", "samples", "first pass s", "epoch from cache s",
                   "epoch from raw files s", "raw / cache"], rows_ep),
     ])
