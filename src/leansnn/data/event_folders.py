@@ -6,14 +6,11 @@ bin pass over the raw files (numpy-vectorised decoders, a process pool over file
 bar) whose result is written to the generic checked cache (:mod:`leansnn.data.cache`), and
 :class:`EventDataset`, which serves frames from that cache.
 
-==============  ===================================================  ========  ===========
-name            folder layout (under ``root``)                       sensor    split
-==============  ===================================================  ========  ===========
-``nmnist``      ``Train|Test/<digit>/*.bin``                         34x34     folders
-``ncaltech101`` ``<class>/*.bin`` (N-MNIST binary format)            180x240   per class
-``dvs_gesture`` ``userNN_<light>.aedat`` + ``userNN_<light>_labels.csv``  128x128  trials lists
-``cifar10_dvs`` ``<class>/*.aedat`` (AEDAT 2.0)                      128x128   per class
-==============  ===================================================  ========  ===========
+- ``nmnist``: ``ROOT/Train|Test/<digit>/*.bin``; 34x34 sensor; split by folder.
+- ``ncaltech101``: ``ROOT/<class>/*.bin`` (N-MNIST binary format); 180x240; per class.
+- ``dvs_gesture``: ``ROOT/userNN_<light>.aedat`` + ``userNN_<light>_labels.csv``; 128x128;
+  the trials lists.
+- ``cifar10_dvs``: ``ROOT/<class>/*.aedat`` (AEDAT 2.0); 128x128; per class.
 
 N-Caltech101 uses a fixed 180x240 (H x W) sensor: the recordings (Caltech-101 pictures scaled
 to fit 240x180 on the ATIS) have different extents, so a fixed grid keeps every object at the
