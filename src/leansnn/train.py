@@ -133,6 +133,50 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
                            weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0)
 
 
+def _train_epoch(model: nn.Module, data: Any, cfg: TrainConfig, opt: torch.optim.Optimizer,
+                 epoch: int, aug_g: torch.Generator, device: Any, progress: bool) -> dict:
+    """One pass over the training data: ``{"loss", "train_accuracy", "firing_rate"}`` (summed
+    over ranks under DDP); spikes counted by a :class:`SpikeCounter` (no potentials)."""
+    model.train()
+    tot_loss = correct = n = 0.0
+    limits = dict(drop_last=True, max_batches=cfg.max_batches)
+    bar = tqdm(iter_batches(data, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch, **limits),
+               total=num_batches(data, cfg.batch_size, **limits),
+               desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+    with SpikeCounter(model) as sc:
+        for i, b in enumerate(bar):
+            if b.y is None:
+                raise BatchError(f"batch {i} of the training data has no labels; fit needs "
+                                 "(inputs, labels) batches, e.g. TensorDataset(x, y)")
+            x, y = b.x.to(device), b.y.to(device)
+            if cfg.augment == "flip_crop":
+                x = _augment(x, aug_g)
+            out = model(x)
+            loss = _loss(out, y, cfg.loss)
+            check_finite(loss.detach(), f"training loss (epoch {epoch + 1}, batch {i})")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            n_b = y.numel()
+            tot_loss += float(loss.detach()) * n_b
+            correct += float((rate_output(out).argmax(-1) == y).sum())
+            n += n_b
+            if progress:
+                post = {"loss": f"{tot_loss / n:.4f}", "acc": f"{correct / n:.3f}"}
+                if sc.slots:
+                    post["rate"] = f"{sc.rate:.3f}"
+                bar.set_postfix(post)
+    bar.close()
+    spikes, slots = sc.spikes, sc.slots
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        tot = torch.tensor([tot_loss, correct, n, spikes, slots], dtype=torch.float64,
+                           device=device)
+        torch.distributed.all_reduce(tot)
+        tot_loss, correct, n, spikes, slots = tot.tolist()
+    return {"loss": tot_loss / max(n, 1), "train_accuracy": correct / max(n, 1),
+            "firing_rate": spikes / slots if slots else float("nan")}
+
+
 def fit(
     model: nn.Module,
     train_data: Any,
@@ -184,54 +228,12 @@ def fit(
     aug_g = torch.Generator().manual_seed(cfg.seed + 1)
     for epoch in range(start, cfg.epochs):
         aug_g.manual_seed(cfg.seed + 1 + 1000 * epoch)
-        model.train()
         t0 = time.perf_counter()
-        tot_loss = correct = n = 0.0
-        batches = dict(shuffle=True, seed=cfg.seed + epoch, drop_last=True,
-                       max_batches=cfg.max_batches)
-        bar = tqdm(iter_batches(train_data, cfg.batch_size, **batches),
-                   total=num_batches(train_data, cfg.batch_size, drop_last=True,
-                                     max_batches=cfg.max_batches),
-                   desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
-        with SpikeCounter(model) as sc:
-            for i, b in enumerate(bar):
-                if b.y is None:
-                    raise BatchError(f"batch {i} of the training data has no labels; fit needs "
-                                     "(inputs, labels) batches, e.g. TensorDataset(x, y)")
-                x, y = b.x.to(device), b.y.to(device)
-                if cfg.augment == "flip_crop":
-                    x = _augment(x, aug_g)
-                out = model(x)
-                loss = _loss(out, y, cfg.loss)
-                check_finite(loss.detach(), f"training loss (epoch {epoch + 1}, batch {i})")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                n_b = y.numel()
-                tot_loss += float(loss.detach()) * n_b
-                correct += float((rate_output(out).argmax(-1) == y).sum())
-                n += n_b
-                if progress:
-                    post = {"loss": f"{tot_loss / n:.4f}", "acc": f"{correct / n:.3f}"}
-                    if sc.slots:
-                        post["rate"] = f"{sc.rate:.3f}"
-                    bar.set_postfix(post)
-        bar.close()
-        spikes, slots = sc.spikes, sc.slots
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            tot = torch.tensor([tot_loss, correct, n, spikes, slots], dtype=torch.float64,
-                               device=device)
-            torch.distributed.all_reduce(tot)
-            tot_loss, correct, n, spikes, slots = tot.tolist()
+        rec = {"epoch": epoch + 1, **_train_epoch(model, train_data, cfg, opt, epoch, aug_g,
+                                                  device, progress)}
         if sched is not None:
             sched.step()
-        rec = {
-            "epoch": epoch + 1,
-            "loss": tot_loss / max(n, 1),
-            "train_accuracy": correct / max(n, 1),
-            "firing_rate": spikes / slots if slots else float("nan"),
-            "seconds": time.perf_counter() - t0,
-        }
+        rec["seconds"] = time.perf_counter() - t0
         if test_data is not None and main:
             ev = evaluate(_unwrap(model), test_data, batch_size=max(cfg.batch_size, 256),
                           device=device, progress=progress, desc="test")

@@ -84,6 +84,25 @@ def load_data(args: argparse.Namespace, main: bool = True) -> tuple[Any, Any, di
     return train, test, {"in_channels": 2, "input_size": (args.size, args.size)}
 
 
+def _save(args: argparse.Namespace, net: Any, report: dict) -> None:
+    """Write the trained model to ``args.out`` with the command line, final metrics, history
+    and data settings in its metadata."""
+    import leansnn as ls
+
+    skip = ("out", "json", "quiet", "checkpoint", "resume", "_run", "command")
+    cmd = "leansnn train-snn " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in sorted(vars(args).items())
+        if v is not None and v is not False and k not in skip)
+    ls.save(net, args.out, note=f"{args.model} (attention {args.attention}) "
+            f"trained on {args.data}: {cmd}",
+            meta={"final": report["final"], "history": report["history"],
+                  "data": {"name": args.data, "T": args.T, "size": args.size,
+                           "noise_hz": args.noise_hz, "train_subset": args.train_subset,
+                           "test_subset": args.test_subset}})
+    if not args.quiet:
+        print(f"wrote {args.out}")
+
+
 def train(args: argparse.Namespace) -> dict:
     """Run the training described by ``args`` (see :func:`add_arguments`); return the report.
 
@@ -165,19 +184,7 @@ def train(args: argparse.Namespace) -> dict:
                 "parameters": sum(p.numel() for p in net.parameters()),
             }
             if getattr(args, "out", None):
-                skip = ("out", "json", "quiet", "checkpoint", "resume", "_run", "command")
-                cmd = "leansnn train-snn " + " ".join(
-                    f"--{k.replace('_', '-')} {v}" for k, v in sorted(vars(args).items())
-                    if v is not None and v is not False and k not in skip)
-                ls.save(net, args.out, note=f"{args.model} (attention {args.attention}) "
-                        f"trained on {args.data}: {cmd}",
-                        meta={"final": report["final"], "history": hist,
-                              "data": {"name": args.data, "T": args.T, "size": args.size,
-                                       "noise_hz": args.noise_hz,
-                                       "train_subset": args.train_subset,
-                                       "test_subset": args.test_subset}})
-                if not args.quiet:
-                    print(f"wrote {args.out}")
+                _save(args, net, report)
         return report
     finally:
         D.cleanup()
