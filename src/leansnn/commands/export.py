@@ -62,8 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     import leansnn as ls
     from leansnn.base.io import atomic_write
-    from leansnn.interop import DEFAULT_DT, require_nir, to_nir
-    from leansnn.interop._export import _input_is_static
+    from leansnn.interop import DEFAULT_DT, input_is_static, require_nir, to_nir
 
     nir = require_nir()
     try:  # registers QCFS & co. so checkpoints of converted networks can be rebuilt
@@ -81,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         shape, T = _example_shape(getattr(model, "leansnn_config", None))
     model.eval()
     x = torch.zeros(1, *shape)
-    if not _input_is_static(model, x):
+    if not input_is_static(model, x):
         x = x.unsqueeze(0).expand(T, *x.shape)
     dt = DEFAULT_DT if args.dt is None else args.dt
     graph = to_nir(model, x, dt=dt, soft_reset=args.soft_reset)
