@@ -86,75 +86,99 @@ def _row(cells: list[Any], widths: list[int]) -> str:
 def conversion_table(args: argparse.Namespace, pre: Path, log) -> list[dict]:
     """Part 1: convert each shipped ANN with each method at each T; print and return rows."""
     import leansnn as ls
-    from leansnn.convert import evaluate_snn
-    from leansnn.convert.calibrate import record_thresholds
-    from leansnn.train import evaluate
 
     test = ls.data.fashion_mnist("test", root=args.root)
     if args.test_images < len(test):
         test = test.subset(args.test_images, args.seed)
     calib = ls.data.fashion_mnist("train", root=args.root).subset(args.calib_images, args.seed)
-    Ts = sorted(set(args.T))
     rows: list[dict] = []
-    widths = [20, 10, 3, 9, 7, 9, 6, 8]
     print(f"\n[1/3] ANN -> SNN conversion, {len(test)} Fashion-MNIST test images "
           f"(calibration / recorded thresholds: {len(calib)} unlabeled training images)",
           file=log)
     print(_row(["net", "method", "T", "accuracy", "vs ANN", "ms/image", "x ANN", "firing"],
-               widths), file=log)
+               _WIDTHS), file=log)
     for fname, label, methods in CONVERSION_NETS:
         ann = ls.load(_need(pre / fname)).eval().to(args.device)
-        levels = _levels(ann)
-        t0 = time.perf_counter()
-        ev = evaluate(ann, test, batch_size=args.batch_size, device=args.device)
-        ann_ms = 1e3 * (time.perf_counter() - t0) / ev["n"]
-        ann_acc = ev["accuracy"]
-        rows.append(dict(net=label, method="ANN", T=None, accuracy=ann_acc, ms_per_image=ann_ms))
-        print(_row([label, "ANN", "-", f"{100 * ann_acc:.2f} %", "", f"{ann_ms:.3f}", "1.00",
-                    ""], widths), file=log, flush=True)
+        # the ANN is timed like the SNNs: the forward pass alone, in the same loop
+        ev = ls.train.evaluate(ann, test, batch_size=args.batch_size, device=args.device,
+                               timing=True)
+        base = dict(net=label, ann_acc=ev["accuracy"], ann_ms=1e3 * ev["seconds_per_image"])
+        rows.append(dict(net=label, method="ANN", T=None, accuracy=ev["accuracy"],
+                         ms_per_image=base["ann_ms"]))
+        print(_row([label, "ANN", "-", f"{100 * ev['accuracy']:.2f} %", "",
+                    f"{base['ann_ms']:.3f}", "1.00", ""], _WIDTHS), file=log, flush=True)
         for method in methods:
-            if method == "serial":
-                # causal: one run at max(T) gives the accuracy after every t
-                opts = {}
-                if ann_is_relu(ann):
-                    opts["thresholds"] = record_thresholds(ann, calib,
-                                                           max_samples=args.calib_images)
-                snn = ls.convert(ann, T=max(Ts), method="serial", **opts).to(args.device)
-                r = evaluate_snn(snn, test, batch_size=args.batch_size, device=args.device,
-                                 progress=True, desc=f"{label}: serial T={max(Ts)}",
-                                 firing_max_samples=FIRING_IMAGES)
-                for T in Ts:
-                    ms = 1e3 * r["seconds_per_image"] if T == max(Ts) else None
-                    acc = r["accuracy_per_step"][T - 1]
-                    rows.append(dict(net=label, method="serial", T=T, accuracy=acc,
-                                     ms_per_image=ms, firing_rate=(
-                                         r["firing_rate"] if T == max(Ts) else None)))
-                    print(_row(["", "serial", T, f"{100 * acc:.2f} %",
-                                f"{100 * (acc - ann_acc):+.2f}",
-                                f"{ms:.3f}" if ms is not None else "(causal)",
-                                f"{ms / ann_ms:.2f}" if ms is not None else "",
-                                f"{r['firing_rate']:.4f}" if ms is not None else ""], widths),
-                          file=log, flush=True)
-                continue
-            for T in Ts:
-                opts = {}
-                if method == "calibrated":
-                    opts = dict(calib_data=calib, max_samples=args.calib_images,
-                                progress=False)
-                t0 = time.perf_counter()
-                snn = ls.convert(ann, T=T, method=method, **opts).to(args.device)
-                conv_s = time.perf_counter() - t0
-                r = evaluate_snn(snn, test, batch_size=args.batch_size, device=args.device,
-                                 progress=True, desc=f"{label}: {method} T={T}",
-                                 firing_max_samples=FIRING_IMAGES)
-                ms = 1e3 * r["seconds_per_image"]
-                rows.append(dict(net=label, method=method, T=T, accuracy=r["accuracy"],
-                                 ms_per_image=ms, firing_rate=r["firing_rate"],
-                                 conversion_seconds=conv_s, levels=levels))
-                print(_row(["", method, T, f"{100 * r['accuracy']:.2f} %",
-                            f"{100 * (r['accuracy'] - ann_acc):+.2f}", f"{ms:.3f}",
-                            f"{ms / ann_ms:.2f}", f"{r['firing_rate']:.4f}"], widths),
-                      file=log, flush=True)
+            run = _serial_rows if method == "serial" else _method_rows
+            rows += run(args, ann, method, test, calib, base, log)
+    for n in _lossless_notes(rows):
+        print(f"  {n}", file=log)
+    print("  ReLU nets need calibration (or recorded thresholds for serial IF); firing = spikes "
+          f"per neuron per step (first {min(FIRING_IMAGES, len(test))} images); ms/image of the "
+          f"forward pass (batch {args.batch_size}).", file=log)
+    return rows
+
+
+_WIDTHS = [20, 10, 3, 9, 7, 9, 6, 8]
+
+
+def _print_row(log, method: str, T: int, acc: float, base: dict, ms: float | None,
+               firing: float | None) -> None:
+    print(_row(["", method, T, f"{100 * acc:.2f} %", f"{100 * (acc - base['ann_acc']):+.2f}",
+                f"{ms:.3f}" if ms is not None else "(causal)",
+                f"{ms / base['ann_ms']:.2f}" if ms is not None else "",
+                f"{firing:.4f}" if firing is not None else ""], _WIDTHS), file=log, flush=True)
+
+
+def _serial_rows(args, ann, method: str, test, calib, base: dict, log) -> list[dict]:
+    """Serial IF is causal: one run at max(T) gives the accuracy after every t."""
+    import leansnn as ls
+    from leansnn.convert import evaluate_snn
+    from leansnn.convert.calibrate import record_thresholds
+
+    Ts = sorted(set(args.T))
+    opts = {}
+    if ann_is_relu(ann):
+        opts["thresholds"] = record_thresholds(ann, calib, max_samples=args.calib_images)
+    snn = ls.convert(ann, T=max(Ts), method="serial", **opts).to(args.device)
+    r = evaluate_snn(snn, test, batch_size=args.batch_size, device=args.device, progress=True,
+                     desc=f"{base['net']}: serial T={max(Ts)}", firing_max_samples=FIRING_IMAGES)
+    rows = []
+    for T in Ts:
+        last = T == max(Ts)
+        ms = 1e3 * r["seconds_per_image"] if last else None
+        acc = r["accuracy_per_step"][T - 1]
+        fr = r["firing_rate"] if last else None
+        rows.append(dict(net=base["net"], method="serial", T=T, accuracy=acc, ms_per_image=ms,
+                         firing_rate=fr))
+        _print_row(log, "serial", T, acc, base, ms, fr)
+    return rows
+
+
+def _method_rows(args, ann, method: str, test, calib, base: dict, log) -> list[dict]:
+    """One conversion and evaluation per T (parallel or calibrated)."""
+    import leansnn as ls
+    from leansnn.convert import evaluate_snn
+
+    rows = []
+    for T in sorted(set(args.T)):
+        opts = {}
+        if method == "calibrated":
+            opts = dict(calib_data=calib, max_samples=args.calib_images, progress=False)
+        t0 = time.perf_counter()
+        snn = ls.convert(ann, T=T, method=method, **opts).to(args.device)
+        conv_s = time.perf_counter() - t0
+        r = evaluate_snn(snn, test, batch_size=args.batch_size, device=args.device,
+                         progress=True, desc=f"{base['net']}: {method} T={T}",
+                         firing_max_samples=FIRING_IMAGES)
+        ms = 1e3 * r["seconds_per_image"]
+        rows.append(dict(net=base["net"], method=method, T=T, accuracy=r["accuracy"],
+                         ms_per_image=ms, firing_rate=r["firing_rate"],
+                         conversion_seconds=conv_s, levels=_levels(ann)))
+        _print_row(log, method, T, r["accuracy"], base, ms, r["firing_rate"])
+    return rows
+
+
+def _lossless_notes(rows: list[dict]) -> list[str]:
     notes = []
     for r in rows:
         if r["method"] == "parallel" and r["T"] == r.get("levels"):
@@ -163,12 +187,7 @@ def conversion_table(args: argparse.Namespace, pre: Path, log) -> list[dict]:
                 f"ANN {100 * ann['accuracy']:.2f} %: NOT lossless")
             notes.append(f"{r['net']}, parallel at T = L = {r['T']}: "
                          f"{100 * r['accuracy']:.2f} %, {same}")
-    for n in notes:
-        print(f"  {n}", file=log)
-    print("  ReLU nets need calibration (or recorded thresholds for serial IF); firing = spikes "
-          f"per neuron per step (first {min(FIRING_IMAGES, len(test))} images); ms/image of the "
-          f"forward pass (batch {args.batch_size}).", file=log)
-    return rows
+    return notes
 
 
 def _levels(model) -> int | None:
