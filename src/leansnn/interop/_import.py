@@ -298,6 +298,38 @@ def from_nir(graph_or_path, *, dt: float | None = None, T: int | None = None,
         cycles other than the soft-reset motif, ...).
     """
     nir = require_nir()
+    graph = _read(nir, graph_or_path)
+    if dt is None:
+        dt = float(_meta(graph.metadata).get("dt", DEFAULT_DT))
+    if not dt > 0:
+        raise ValueError(f"dt must be a positive time step in seconds, got {dt!r}")
+    if T is not None and (not isinstance(T, int) or T < 1):
+        raise ValueError(f"T must be a positive int or None, got {T!r}")
+    nodes, edges, group_meta, inp, outp = _flat_graph(nir, graph)
+    problems: list[tuple[str, str]] = []
+    # the soft-reset motif first (it is the only cycle leansnn reads), then node by node
+    edges, modules = _merge_soft_reset_motifs(nir, nodes, edges, group_meta, dt, problems)
+    preds: dict[str, list[str]] = {n: [] for n in nodes}
+    for a, b in edges:
+        preds[b].append(a)
+    for n, c in Counter(edges).items():
+        if c > 1:
+            problems.append((f"{n[0]} -> {n[1]}", "duplicate edge"))
+    for name, node in nodes.items():
+        if name in modules or isinstance(node, (nir.Input, nir.Output)):
+            continue
+        try:
+            modules[name] = _node_module(nir, node, dt, group_meta.get(name, {}), name)
+        except (ValueError, NotImplementedError) as e:
+            problems.append((name, str(e)))
+    if problems:
+        lines = "\n".join(f"  - {n}: {w}" for n, w in problems)
+        raise ValueError(f"cannot import this NIR graph into leansnn:\n{lines}")
+    return _assemble(nodes, preds, modules, inp, outp, T).to(dtype)
+
+
+def _read(nir, graph_or_path):
+    """The ``nir.NIRGraph`` given, or read from the path given."""
     if isinstance(graph_or_path, (str, os.PathLike)):
         path = os.fspath(graph_or_path)
         if not os.path.isfile(path):
@@ -310,14 +342,11 @@ def from_nir(graph_or_path, *, dt: float | None = None, T: int | None = None,
         graph = graph_or_path
     if not isinstance(graph, nir.NIRGraph):
         raise ValueError(f"expected a nir.NIRGraph or a path, got {type(graph).__name__}")
-    gmeta = _meta(graph.metadata)
-    if dt is None:
-        dt = float(gmeta.get("dt", DEFAULT_DT))
-    if not dt > 0:
-        raise ValueError(f"dt must be a positive time step in seconds, got {dt!r}")
-    if T is not None and (not isinstance(T, int) or T < 1):
-        raise ValueError(f"T must be a positive int or None, got {T!r}")
+    return graph
 
+
+def _flat_graph(nir, graph):
+    """Nested graphs inlined: nodes, edges, group metadata, the Input and the Output node."""
     nodes, edges, group_meta, passes = _inline(nir, graph)
     inputs = [k for k, v in nodes.items() if isinstance(v, nir.Input) and k not in passes]
     outputs = [k for k, v in nodes.items() if isinstance(v, nir.Output) and k not in passes]
@@ -327,52 +356,62 @@ def from_nir(graph_or_path, *, dt: float | None = None, T: int | None = None,
             f"{inputs} and outputs {outputs}"
         )
     edges = _contract(nodes, edges, passes)
-    problems: list[tuple[str, str]] = []
-    modules: dict[str, nn.Module] = {}
+    return nodes, edges, group_meta, inputs[0], outputs[0]
 
-    # the soft-reset motif: integrator -> threshold -> negative scale -> integrator
-    merged: dict[str, str] = {}
+
+def _motif(nir, nodes: dict, edges: list, bname: str) -> tuple[str, str] | None:
+    """``(integrator, feedback)`` names if Threshold ``bname`` closes the soft-reset motif
+    integrator -> threshold -> negative scale -> integrator, else ``None``."""
+    apreds = [a for a, b in edges if b == bname]
+    if len(apreds) != 1 or not isinstance(nodes.get(apreds[0]), nir.I):
+        return None
+    aname = apreds[0]
+    fb = [c for a, c in edges if a == bname and isinstance(nodes[c], (nir.Scale, nir.Linear))
+          and [x for x, y in edges if y == c] == [bname]
+          and [y for x, y in edges if x == c] == [aname]]
+    return (aname, fb[0]) if len(fb) == 1 else None
+
+
+def _motif_module(nir, nodes: dict, edges: list, names: tuple[str, str, str], gm: dict,
+                  dt: float) -> tuple[nn.Module, list[str]]:
+    """The neuron a motif stands for, and the nodes it replaces (``SerialIF`` when leansnn
+    wrote it as one, with its amplitude Scale; else a soft-reset ``IF``)."""
+    aname, bname, cname = names
+    group = [aname, bname, cname]
+    if gm.get("layer") == "SerialIF":  # leansnn's own serial-conversion neuron
+        amp = [d for a, d in edges if a == bname and d != cname
+               and isinstance(nodes[d], nir.Scale) and [x for x, y in edges if y == d] == [bname]]
+        if len(amp) == 1:
+            mod = _serial_if(nir, nodes[aname], nodes[bname], nodes[cname], nodes[amp[0]], dt, gm)
+            if mod is not None:
+                return mod, group + [amp[0]]
+    return _soft_if(nir, nodes[aname], nodes[bname], nodes[cname], dt, gm, bname), group
+
+
+def _merge_soft_reset_motifs(nir, nodes: dict, edges: list, group_meta: dict, dt: float,
+                             problems: list) -> tuple[list, dict[str, nn.Module]]:
+    """Replace each soft-reset motif by one node (in ``nodes``, in place) whose module is
+    the neuron; returns the new edges and ``{node: module}``."""
+    modules: dict[str, nn.Module] = {}
     for bname, bnode in list(nodes.items()):
-        if not isinstance(bnode, nir.Threshold):
+        found = _motif(nir, nodes, edges, bname) if isinstance(bnode, nir.Threshold) else None
+        if found is None:
             continue
-        apreds = [a for a, b in edges if b == bname]
-        if len(apreds) != 1 or not isinstance(nodes.get(apreds[0]), nir.I):
-            continue
-        aname = apreds[0]
-        fb = [c for a, c in edges if a == bname and isinstance(nodes[c], (nir.Scale, nir.Linear))
-              and [x for x, y in edges if y == c] == [bname]
-              and [y for x, y in edges if x == c] == [aname]]
-        if len(fb) != 1:
-            continue
-        cname = fb[0]
-        gm = group_meta.get(bname, {})
-        group = [aname, bname, cname]
+        aname, cname = found
         try:
-            mod = None
-            if gm.get("layer") == "SerialIF":  # leansnn's own serial-conversion neuron
-                amp = [d for a, d in edges if a == bname and d != cname
-                       and isinstance(nodes[d], nir.Scale)
-                       and [x for x, y in edges if y == d] == [bname]]
-                if len(amp) == 1:
-                    mod = _serial_if(nir, nodes[aname], bnode, nodes[cname], nodes[amp[0]],
-                                     dt, gm)
-                    if mod is not None:
-                        group.append(amp[0])
-            if mod is None:
-                mod = _soft_if(nir, nodes[aname], bnode, nodes[cname], dt, gm, bname)
+            mod, group = _motif_module(nir, nodes, edges, (aname, bname, cname),
+                                       group_meta.get(bname, {}), dt)
         except ValueError as e:
             problems.append((bname, str(e)))
             continue
-        pa, pb = aname.split("."), bname.split(".")
         common = []
-        for x, y in zip(pa, pb, strict=False):
+        for x, y in zip(aname.split("."), bname.split("."), strict=False):
             if x != y:
                 break
             common.append(x)
         new = ".".join(common) if common and ".".join(common) not in nodes else bname + "+"
         last = group[3] if len(group) == 4 else bname
         for n in group:
-            merged[n] = new
             nodes.pop(n)
         ins = [a for a, b in edges if b == aname and a != cname]
         outs = [b for a, b in edges if a == last and b not in group]
@@ -380,26 +419,11 @@ def from_nir(graph_or_path, *, dt: float | None = None, T: int | None = None,
         edges += [(a, new) for a in ins] + [(new, b) for b in outs]
         nodes[new] = "soft-if"
         modules[new] = mod
+    return edges, modules
 
-    preds: dict[str, list[str]] = {n: [] for n in nodes}
-    for a, b in edges:
-        preds[b].append(a)
-    for n, c in Counter(edges).items():
-        if c > 1:
-            problems.append((f"{n[0]} -> {n[1]}", "duplicate edge"))
 
-    for name, node in nodes.items():
-        if name in modules or isinstance(node, (nir.Input, nir.Output)):
-            continue
-        try:
-            modules[name] = _node_module(nir, node, dt, group_meta.get(name, {}), name)
-        except (ValueError, NotImplementedError) as e:
-            problems.append((name, str(e)))
-    if problems:
-        lines = "\n".join(f"  - {n}: {w}" for n, w in problems)
-        raise ValueError(f"cannot import this NIR graph into leansnn:\n{lines}")
-
-    inp, outp = inputs[0], outputs[0]
+def _assemble(nodes: dict, preds: dict, modules: dict, inp: str, outp: str,
+              T: int | None) -> NIRNetwork:
     compute = [n for n in nodes if n not in (inp, outp)]
     used: set[str] = {"__input__"}
     keys = {n: _key(n, used) for n in compute}
@@ -410,7 +434,7 @@ def from_nir(graph_or_path, *, dt: float | None = None, T: int | None = None,
         raise ValueError(f"the graph's Input node {inp!r} has no shape; leansnn needs it to "
                          "check inputs (set input_type={'input': np.array([...])})")
     in_shape = tuple(int(s) for s in np.asarray(in_type).reshape(-1))
-    net = NIRNetwork(
+    return NIRNetwork(
         layers={keys[n]: modules[n] for n in order},
         names={n: keys[n] for n in compute},
         preds={keys[n]: [keys[p] for p in preds[n]] for n in compute},
@@ -419,7 +443,6 @@ def from_nir(graph_or_path, *, dt: float | None = None, T: int | None = None,
         input_shape=in_shape,
         T=T,
     )
-    return net.to(dtype)
 
 
 def _threshold_from(meta: dict, nir_theta: float) -> float:
@@ -437,92 +460,136 @@ def _neuron(cls, *, gain: float, **kw) -> LIF:
     return cls(gain=gain, **kw) if gain != 1.0 else cls(**kw)
 
 
+def _affine(nir, node, dt: float, meta: dict, name: str) -> nn.Module:
+    w = torch.as_tensor(np.asarray(node.weight))
+    m = nn.Linear(w.shape[1], w.shape[0], bias=True)
+    m.weight.data = w.clone()
+    m.bias.data = torch.as_tensor(np.asarray(node.bias)).clone()
+    return TimeFold(m)
+
+
+def _linear(nir, node, dt: float, meta: dict, name: str) -> nn.Module:
+    w = torch.as_tensor(np.asarray(node.weight))
+    m = nn.Linear(w.shape[1], w.shape[0], bias=False)
+    m.weight.data = w.clone()
+    return TimeFold(m)
+
+
+def _conv2d(nir, node, dt: float, meta: dict, name: str) -> nn.Module:
+    w = torch.as_tensor(np.asarray(node.weight))
+    pad = node.padding
+    if isinstance(pad, bytes):
+        pad = pad.decode("utf8")
+    if not isinstance(pad, str):
+        pad = tuple(int(p) for p in np.asarray(pad).reshape(-1))
+    m = nn.Conv2d(int(w.shape[1]) * int(node.groups), int(w.shape[0]),
+                  tuple(int(k) for k in w.shape[2:]),
+                  stride=tuple(int(s) for s in np.asarray(node.stride).reshape(-1)),
+                  padding=pad,
+                  dilation=tuple(int(d) for d in np.asarray(node.dilation).reshape(-1)),
+                  groups=int(node.groups), bias=True)
+    m.weight.data = w.clone()
+    m.bias.data = torch.as_tensor(np.asarray(node.bias)).clone()
+    return TimeFold(m)
+
+
+def _pool2d(nir, node, dt: float, meta: dict, name: str) -> nn.Module:
+    """``AvgPool2d`` / ``SumPool2d`` (an average pool without the divisor)."""
+    def pair(v) -> tuple[int, ...]:
+        t = tuple(int(x) for x in np.asarray(v).reshape(-1))
+        return t * 2 if len(t) == 1 else t
+
+    k, s, p = pair(node.kernel_size), pair(node.stride), pair(node.padding)
+    if isinstance(node, nir.SumPool2d):
+        return TimeFold(nn.AvgPool2d(k, s, p, divisor_override=1))
+    return TimeFold(nn.AvgPool2d(k, s, p))
+
+
+def _flatten(nir, node, dt: float, meta: dict, name: str) -> nn.Module:
+    start, end = int(node.start_dim), int(node.end_dim)
+    if start < 0:
+        raise ValueError("Flatten with a negative start_dim is ambiguous without the input "
+                         "rank; use a non-negative start_dim")
+    return TimeFold(nn.Flatten(start + 1, end + 1 if end >= 0 else end))
+
+
+def _scale(nir, node, dt: float, meta: dict, name: str) -> nn.Module:
+    return TimeFold(Scale(torch.as_tensor(np.asarray(node.scale)).clone()))
+
+
+def _shared(node) -> bool:
+    """Every neuron of the layer has the same parameters (else: per-neuron modules)."""
+    fields = ("tau", "r", "v_leak", "v_threshold", "v_reset")
+    arrays = [np.asarray(getattr(node, f), np.float64) for f in fields if hasattr(node, f)]
+    return all(np.all(a == a.reshape(-1)[0]) for a in arrays if a.size)
+
+
+def _lif(nir, node, dt: float, meta: dict, name: str) -> nn.Module:
+    if not _shared(node):
+        return _per_neuron(nir, node, dt, name)
+    p = nir_lif_to_leansnn(uniform(node.tau, "tau", name), uniform(node.r, "r", name),
+                           uniform(node.v_leak, "v_leak", name), dt)
+    theta = uniform(node.v_threshold, "v_threshold", name)
+    v_reset = uniform(node.v_reset, "v_reset", name)
+    decay, gain = p["decay"], p["gain"]
+    if meta.get("layer") in ("LIF", "IF") and _close(meta.get("decay", -1), decay) and \
+            _close(meta.get("gain", -1), gain) and _close(meta.get("dt", -1), dt, 1e-9):
+        decay, gain = float(meta["decay"]), float(meta["gain"])
+    neuron = _neuron(LIF, decay=decay, gain=gain, threshold=_threshold_from(meta, theta),
+                     reset="hard", v_reset=v_reset)
+    if p["drive"] != 0.0:
+        return nn.Sequential(AddConstant(p["drive"] / gain), neuron)
+    return neuron
+
+
+def _if(nir, node, dt: float, meta: dict, name: str) -> nn.Module:
+    if not _shared(node):
+        return _per_neuron(nir, node, dt, name)
+    gain = nir_if_to_leansnn(uniform(node.r, "r", name), dt)["gain"]
+    theta = uniform(node.v_threshold, "v_threshold", name)
+    if meta.get("layer") in ("LIF", "IF") and _close(meta.get("gain", -1), gain) and \
+            _close(meta.get("dt", -1), dt, 1e-9):
+        gain = float(meta["gain"])
+    return _neuron(IF, gain=gain, threshold=_threshold_from(meta, theta), reset="hard",
+                   v_reset=uniform(node.v_reset, "v_reset", name))
+
+
+def _li(nir, node, dt: float, meta: dict, name: str) -> nn.Module:
+    if not _shared(node):
+        return _per_neuron(nir, node, dt, name)
+    p = nir_lif_to_leansnn(uniform(node.tau, "tau", name), uniform(node.r, "r", name),
+                           uniform(node.v_leak, "v_leak", name), dt)
+    return LeakyIntegrator(p["decay"], p["gain"], p["drive"])
+
+
+def _i(nir, node, dt: float, meta: dict, name: str) -> nn.Module:
+    if not _shared(node):
+        return _per_neuron(nir, node, dt, name)
+    return LeakyIntegrator(1.0, nir_if_to_leansnn(uniform(node.r, "r", name), dt)["gain"])
+
+
+# NIR node class (looked up with isinstance, in this order) -> leansnn module builder
+_BUILDERS = (
+    ("Affine", _affine), ("Linear", _linear), ("Conv2d", _conv2d), ("AvgPool2d", _pool2d),
+    ("SumPool2d", _pool2d), ("Flatten", _flatten), ("Scale", _scale), ("LIF", _lif),
+    ("IF", _if), ("LI", _li), ("I", _i),
+)
+_UNSUPPORTED = {
+    "CubaLIF": "current-based LIF (synaptic current state) has no leansnn neuron",
+    "CubaLI": "current-based leaky integrator has no leansnn module",
+    "Delay": "delays are not supported",
+    "Threshold": "a Threshold outside the soft-reset motif is not supported",
+    "Conv1d": "1-d convolution is not supported",
+}
+
+
 def _node_module(nir, node, dt: float, gmeta: dict, name: str) -> nn.Module:
+    """The leansnn module for one NIR node (``ValueError`` saying why if there is none)."""
     meta = _meta(node.metadata) or gmeta
-    if isinstance(node, nir.Affine):
-        w = torch.as_tensor(np.asarray(node.weight))
-        m = nn.Linear(w.shape[1], w.shape[0], bias=True)
-        m.weight.data = w.clone()
-        m.bias.data = torch.as_tensor(np.asarray(node.bias)).clone()
-        return TimeFold(m)
-    if isinstance(node, nir.Linear):
-        w = torch.as_tensor(np.asarray(node.weight))
-        m = nn.Linear(w.shape[1], w.shape[0], bias=False)
-        m.weight.data = w.clone()
-        return TimeFold(m)
-    if isinstance(node, nir.Conv2d):
-        w = torch.as_tensor(np.asarray(node.weight))
-        pad = node.padding
-        if isinstance(pad, bytes):
-            pad = pad.decode("utf8")
-        if not isinstance(pad, str):
-            pad = tuple(int(p) for p in np.asarray(pad).reshape(-1))
-        m = nn.Conv2d(int(w.shape[1]) * int(node.groups), int(w.shape[0]),
-                      tuple(int(k) for k in w.shape[2:]),
-                      stride=tuple(int(s) for s in np.asarray(node.stride).reshape(-1)),
-                      padding=pad,
-                      dilation=tuple(int(d) for d in np.asarray(node.dilation).reshape(-1)),
-                      groups=int(node.groups), bias=True)
-        m.weight.data = w.clone()
-        m.bias.data = torch.as_tensor(np.asarray(node.bias)).clone()
-        return TimeFold(m)
-    if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
-        k = tuple(int(v) for v in np.asarray(node.kernel_size).reshape(-1))
-        s = tuple(int(v) for v in np.asarray(node.stride).reshape(-1))
-        p = tuple(int(v) for v in np.asarray(node.padding).reshape(-1))
-        k, s, p = (k * 2 if len(k) == 1 else k), (s * 2 if len(s) == 1 else s), \
-            (p * 2 if len(p) == 1 else p)
-        if isinstance(node, nir.SumPool2d):
-            return TimeFold(nn.AvgPool2d(k, s, p, divisor_override=1))
-        return TimeFold(nn.AvgPool2d(k, s, p))
-    if isinstance(node, nir.Flatten):
-        start, end = int(node.start_dim), int(node.end_dim)
-        if start < 0:
-            raise ValueError("Flatten with a negative start_dim is ambiguous without the input "
-                             "rank; use a non-negative start_dim")
-        return TimeFold(nn.Flatten(start + 1, end + 1 if end >= 0 else end))
-    if isinstance(node, nir.Scale):
-        return TimeFold(Scale(torch.as_tensor(np.asarray(node.scale)).clone()))
-    if isinstance(node, (nir.LIF, nir.IF, nir.LI, nir.I)):
-        fields = ("tau", "r", "v_leak", "v_threshold", "v_reset")
-        arrays = [np.asarray(getattr(node, f), np.float64) for f in fields if hasattr(node, f)]
-        if not all(np.all(a == a.reshape(-1)[0]) for a in arrays if a.size):
-            return _per_neuron(nir, node, dt, name)
-    if isinstance(node, nir.LIF):
-        p = nir_lif_to_leansnn(uniform(node.tau, "tau", name), uniform(node.r, "r", name),
-                               uniform(node.v_leak, "v_leak", name), dt)
-        theta = uniform(node.v_threshold, "v_threshold", name)
-        v_reset = uniform(node.v_reset, "v_reset", name)
-        decay, gain = p["decay"], p["gain"]
-        if meta.get("layer") in ("LIF", "IF") and _close(meta.get("decay", -1), decay) and \
-                _close(meta.get("gain", -1), gain) and _close(meta.get("dt", -1), dt, 1e-9):
-            decay, gain = float(meta["decay"]), float(meta["gain"])
-        neuron = _neuron(LIF, decay=decay, gain=gain, threshold=_threshold_from(meta, theta),
-                         reset="hard", v_reset=v_reset)
-        if p["drive"] != 0.0:
-            return nn.Sequential(AddConstant(p["drive"] / gain), neuron)
-        return neuron
-    if isinstance(node, nir.IF):
-        gain = nir_if_to_leansnn(uniform(node.r, "r", name), dt)["gain"]
-        theta = uniform(node.v_threshold, "v_threshold", name)
-        if meta.get("layer") in ("LIF", "IF") and _close(meta.get("gain", -1), gain) and \
-                _close(meta.get("dt", -1), dt, 1e-9):
-            gain = float(meta["gain"])
-        return _neuron(IF, gain=gain, threshold=_threshold_from(meta, theta), reset="hard",
-                       v_reset=uniform(node.v_reset, "v_reset", name))
-    if isinstance(node, nir.LI):
-        p = nir_lif_to_leansnn(uniform(node.tau, "tau", name), uniform(node.r, "r", name),
-                               uniform(node.v_leak, "v_leak", name), dt)
-        return LeakyIntegrator(p["decay"], p["gain"], p["drive"])
-    if isinstance(node, nir.I):
-        return LeakyIntegrator(1.0, nir_if_to_leansnn(uniform(node.r, "r", name), dt)["gain"])
-    what = {
-        "CubaLIF": "current-based LIF (synaptic current state) has no leansnn neuron",
-        "CubaLI": "current-based leaky integrator has no leansnn module",
-        "Delay": "delays are not supported",
-        "Threshold": "a Threshold outside the soft-reset motif is not supported",
-        "Conv1d": "1-d convolution is not supported",
-    }.get(type(node).__name__, "no leansnn equivalent")
+    for cls_name, build in _BUILDERS:
+        if isinstance(node, getattr(nir, cls_name)):
+            return build(nir, node, dt, meta, name)
+    what = _UNSUPPORTED.get(type(node).__name__, "no leansnn equivalent")
     raise ValueError(f"{type(node).__name__}: {what}")
 
 
