@@ -20,7 +20,7 @@ import numpy as np
 
 __all__ = [
     "require_nir", "DEFAULT_DT", "META_KEY", "lif_to_nir_fields", "nir_lif_to_leansnn",
-    "nir_if_to_leansnn", "strict_threshold",
+    "nir_if_to_leansnn", "strict_threshold", "uniform",
 ]
 
 DEFAULT_DT = 1e-4
@@ -80,7 +80,12 @@ def strict_threshold(theta: np.ndarray | float) -> float:
 
 
 def uniform(arr, what: str, layer: str) -> float:
-    """The single value of a NIR parameter array, or a ``ValueError`` if values differ."""
+    """The single value of a NIR parameter array whose neurons share it.
+
+    The importer calls it only after checking that the values agree (layers whose neurons
+    differ become tensor-parameter modules: ``NeuronArray``, ``LeakyIntegrator``, an ``IF``
+    with tensor parameters); a ``ValueError`` here means a caller skipped that check.
+    """
     a = np.asarray(arr, dtype=np.float64)
     if a.size == 0:
         raise ValueError(f"NIR node {layer!r}: parameter {what} is empty")
@@ -88,7 +93,7 @@ def uniform(arr, what: str, layer: str) -> float:
     if not np.all(a == v):
         raise ValueError(
             f"NIR node {layer!r}: parameter {what} differs between neurons (min {a.min():g}, "
-            f"max {a.max():g}); leansnn neurons share one value per layer. Give the layer one "
-            "value, or split it into layers that each have one"
+            f"max {a.max():g}) where one shared value was expected; per-neuron values are "
+            "imported as tensor parameters (NeuronArray), so please report this graph"
         )
     return v
