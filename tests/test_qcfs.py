@@ -71,7 +71,7 @@ def test_spike_count_is_the_one_formula_of_qcfs_parallel_neurons_and_da_qcfs():
     g = torch.Generator().manual_seed(0)
     z = torch.randn(4000, generator=g) * 3
     th = torch.tensor(1.7)
-    # golden: n = clip(floor((T z + psi) / theta), 0, T), psi = theta / 2 by default
+    # golden: n = clip(floor((T z + psi) / theta), 0, T), offset psi/theta = 1/2 by default
     assert spike_count(torch.tensor([-1.0, 0.0, 0.2, 0.22, 0.9, 5.0]), th, 4).tolist() == [
         0.0, 0.0, 0.0, 1.0, 2.0, 4.0]
     # QCFS at L = T and the parallel neuron without shift share the very arithmetic
@@ -84,11 +84,11 @@ def test_spike_count_is_the_one_formula_of_qcfs_parallel_neurons_and_da_qcfs():
         q = DAQCFS(T, th)
         q.shift.fill_(0.3)
         assert torch.equal(ParallelIF(T, th, shift=shift).counts(z),
-                           spike_count(z, th, T, shift))
-        assert torch.equal(q(z), spike_count(z, th, T, shift) * (th / T))
+                           spike_count(z, th, T, shift / th))
+        assert torch.equal(q(z), spike_count(z, th, T, shift / th) * (th / T))
     # ste=True: same values, identity gradient through the floor (inside the clip)
     x = torch.tensor([0.3, 0.9, 5.0], requires_grad=True)
-    n = spike_count(x, th, 4, th / 2, ste=True)
-    assert n.tolist() == spike_count(x.detach(), th, 4, th / 2).tolist()
+    n = spike_count(x, th, 4, 0.5, ste=True)
+    assert n.tolist() == spike_count(x.detach(), th, 4, 0.5).tolist()
     n.sum().backward()
     assert torch.allclose(x.grad, torch.tensor([4 / 1.7, 4 / 1.7, 0.0]))

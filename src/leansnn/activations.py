@@ -43,31 +43,31 @@ def floor_ste(x: torch.Tensor) -> torch.Tensor:
 
 
 def spike_count(x: torch.Tensor, threshold: torch.Tensor, T: int,
-                shift: torch.Tensor | None = None, *, ste: bool = False) -> torch.Tensor:
+                offset: torch.Tensor | float | None = None, *, ste: bool = False
+                ) -> torch.Tensor:
     r"""Spike count of a parallel neuron, ``n = clip(floor((S + psi) / theta), 0, T)``.
 
     ``x`` is the time-mean input ``[B, ...]`` (so the window's summed input is ``S = T x``),
-    ``threshold`` ``theta`` > 0 and ``shift`` ``psi`` are scalars or tensors broadcastable to
-    ``x`` (``[C, 1, 1]`` channel-wise); ``psi = None`` means ``theta / 2``. Returns a float
-    tensor of the shape of ``x`` with values in ``{0..T}``. This one formula is QCFS's
-    quantization level (``T`` = levels ``L``), the parallel neuron's count and DA-QCFS's.
+    ``threshold`` ``theta`` > 0 a scalar or a tensor broadcastable to ``x`` (``[C, 1, 1]``
+    channel-wise), ``offset`` the shift in units of the threshold, ``psi / theta`` (same
+    broadcasting; ``None`` means ``1/2``, i.e. ``psi = theta/2``). Returns a float tensor of
+    the shape of ``x`` with values in ``{0..T}``. This one formula is QCFS's quantization
+    level (``T`` = levels ``L``), the parallel neuron's count and DA-QCFS's.
 
     Arithmetic, chosen for speed and exactness (one function, so its users agree bit for bit):
 
-    * ``psi = None``: ``floor(clamp(x (T/theta) + 1/2, 1/2, T + 1/2))`` in three passes, the
-      last two in place; QCFS and the parallel neuron without shift both use it, so a
+    * ``offset = None``: ``floor(clamp(x (T/theta) + 1/2, 1/2, T + 1/2))`` in three passes,
+      the last two in place; QCFS and the parallel neuron without shift both use it, so a
       parallel neuron with ``T == L`` fed the same mean input reproduces QCFS exactly.
-    * otherwise ``clamp(floor(x/theta T + psi/theta), 0, T)``.
+    * otherwise ``clamp(floor(x/theta T + offset), 0, T)``.
     * ``ste=True``: the floor passes gradients straight through (:func:`floor_ste`), for
-      tuning ``x``, ``theta`` or ``psi`` by gradient descent.
+      tuning ``x``, ``theta`` or ``offset`` by gradient descent.
     """
-    if shift is None and not ste:
+    if offset is None and not ste:
         half = torch.tensor(0.5, dtype=x.dtype, device=x.device)
         v = torch.addcmul(half, x, T / threshold)
         return v.clamp_(0.5, T + 0.5).floor_()
-    if shift is None:
-        shift = threshold / 2
-    v = x / threshold * T + shift / threshold
+    v = x / threshold * T + (0.5 if offset is None else offset)
     return torch.clamp(floor_ste(v) if ste else torch.floor(v), 0.0, T)
 
 

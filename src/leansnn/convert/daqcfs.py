@@ -36,7 +36,7 @@ def da_qcfs(z: torch.Tensor, threshold: torch.Tensor | float, T: int,
     th = torch.as_tensor(threshold, dtype=z.dtype, device=z.device)
     shift = th / 2 + T * torch.as_tensor(psi, dtype=z.dtype, device=z.device)
     amp = th + torch.as_tensor(phi, dtype=z.dtype, device=z.device)
-    return spike_count(z, th, T, shift) * (amp / T)
+    return spike_count(z, th, T, shift / th) * (amp / T)
 
 
 class DAQCFS(nn.Module):
@@ -82,7 +82,8 @@ class DAQCFS(nn.Module):
         return self.amplitude - self.threshold
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return spike_count(z, self.threshold, self.T, self.shift) * (self.amplitude / self.T)
+        th = self.threshold
+        return spike_count(z, th, self.T, self.shift / th) * (self.amplitude / self.T)
 
     def to_neuron(self) -> ParallelIF:
         """The channel-wise parallel neuron computing this activation of the time-mean."""

@@ -143,7 +143,7 @@ def update_site(p: SiteParams, zr: list[torch.Tensor], zd: list[torch.Tensor],
         p.threshold = search_thresholds(zd, a, p.threshold, p.psi, T, cfg.search_images, amp)
     th = p.threshold
     shift = th / 2 + T * p.psi
-    ns = [spike_count(z, th, T, shift) for z in zd]
+    ns = [spike_count(z, th, T, shift / th) for z in zd]
     if cfg.calibrate and cfg.fit != "psi":
         if cfg.amplitude == "ls":
             phi = _phi_least_squares(a, ns, th, T)

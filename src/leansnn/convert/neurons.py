@@ -80,7 +80,8 @@ class ParallelIF(SpikingNeuron):
     def counts(self, mean: torch.Tensor) -> torch.Tensor:
         """Spike count ``n`` in ``{0..T}`` (float tensor, shape of ``mean`` ``[B, ...]``)."""
         # the very function QCFS uses (bit-exact for T == L without shift) and DA-QCFS uses
-        return spike_count(mean, self.threshold, self.T, self.shift)
+        th = self.threshold
+        return spike_count(mean, th, self.T, None if self.shift is None else self.shift / th)
 
     def _amp(self) -> torch.Tensor:
         return self.threshold if self.amplitude is None else self.amplitude

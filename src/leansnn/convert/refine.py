@@ -3,7 +3,8 @@
 After the layer-by-layer fit, :func:`refine` tunes every channel's threshold, shift and
 amplitude together (3 numbers per channel; the weights stay untouched) by Adam so that the
 DA network's output matches the ANN's (mean squared error) on the calibration images. The
-floor's gradient passes straight through (``spike_count(..., ste=True)``). No labels are used;
+floor's gradient passes straight through (``spike_count(..., ste=True)``; the shift is tuned
+relative to the threshold, the count's ``offset``). No labels are used;
 minibatches are drawn with a fixed seed, so the result is deterministic.
 """
 
@@ -42,8 +43,8 @@ class _TunableDA(nn.Module):
         return th, self.s * th, self.m * th * self.alive
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        th, shift, amp = self.parts()
-        return spike_count(z, th, self.T, shift, ste=True) * (amp / self.T)
+        th, _, amp = self.parts()
+        return spike_count(z, th, self.T, self.s, ste=True) * (amp / self.T)
 
 
 def refine(gm: fx.GraphModule, sites: list[ActivationSite], das: dict[str, DAQCFS],

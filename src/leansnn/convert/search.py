@@ -26,14 +26,15 @@ def candidate_error(zs: list[torch.Tensor], rs: list[torch.Tensor], t: torch.Ten
     """Per-channel ``sum((amp n / T - a)^2)`` for the quantiser ``(t, shift)``; ``amp`` is
     ``t`` (``"threshold"``) or the least-squares amplitude (``"ls"``; ``sums`` = per-channel
     ``sum a^2``, for the closed-form error)."""
+    off = shift / t
     if amplitude == "threshold":
         err = None
         for z, a in zip(zs, rs, strict=True):
-            e = (spike_count(z, t, T, shift) * (t / T) - a).square_().sum(
+            e = (spike_count(z, t, T, off) * (t / T) - a).square_().sum(
                 dim=reduce_dims(z), dtype=torch.float64)
             err = e if err is None else err + e
         return err.reshape(t.shape)
-    snn, sna = count_moments([spike_count(z, t, T, shift) for z in zs], rs)
+    snn, sna = count_moments([spike_count(z, t, T, off) for z in zs], rs)
     g = torch.where(snn > 0, sna / snn.clamp_min(1e-30), t.reshape(-1).double() / T)
     return (g * g * snn - 2 * g * sna + sums).reshape(t.shape)
 
