@@ -41,10 +41,8 @@ def _example_shape(cfg: dict | None) -> tuple[list[int], int]:
         # a converted network: the shape comes from the ANN it was converted from
         shape, _ = _example_shape(kwargs["ann"])
         return shape, int(kwargs.get("T", 4))
-    registry.available()  # make sure the builders are registered
-    fn = registry._MODELS.get(cfg.get("name"))
-    if fn is not None:
-        for k, prm in inspect.signature(fn).parameters.items():
+    if cfg.get("name") in registry.available():
+        for k, prm in inspect.signature(registry.builder(cfg["name"])).parameters.items():
             if prm.default is not inspect.Parameter.empty:
                 kwargs.setdefault(k, prm.default)
     if "in_channels" not in kwargs or "input_size" not in kwargs:

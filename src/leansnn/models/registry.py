@@ -17,8 +17,8 @@ from torch import nn
 from ..base.config import decode, encode, register_configurable
 
 __all__ = [
-    "register", "register_lazy", "create", "available", "from_config", "register_configurable",
-    "encode", "decode",
+    "register", "register_lazy", "builder", "create", "available", "from_config",
+    "register_configurable", "encode", "decode",
 ]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
@@ -57,6 +57,15 @@ def _lookup(name: str) -> Callable[..., nn.Module] | None:
 
         importlib.import_module(_LAZY[name])
     return _MODELS.get(name)
+
+
+def builder(name: str) -> Callable[..., nn.Module]:
+    """The builder function registered as ``name`` (its signature lists the arguments a
+    config may hold); ``ValueError`` naming the available models if there is none."""
+    fn = _lookup(name)
+    if fn is None:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(available())}")
+    return fn
 
 
 def available() -> list[str]:
