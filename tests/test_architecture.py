@@ -73,3 +73,30 @@ def test_import_contract_holds():
     root = SRC.parents[1]
     r = subprocess.run([exe, "--no-cache"], cwd=root, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+
+
+def _long_functions(limit: int = 80) -> list[str]:
+    """Functions with more than ``limit`` lines of code (docstring excluded) that do not say
+    why in a ``# long:`` comment within their first lines."""
+    out = []
+    for path in sorted(SRC.rglob("*.py")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            body = node.body
+            first = body[0]
+            start = node.lineno
+            if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+                    and isinstance(first.value.value, str)):
+                n = node.end_lineno - first.end_lineno + (first.lineno - start)
+            else:
+                n = node.end_lineno - start + 1
+            head = "\n".join(lines[start - 1:start + 12])
+            if n > limit and "# long:" not in head:
+                out.append(f"{path.relative_to(SRC)}:{start} {node.name} ({n} lines)")
+    return out
+
+
+def test_no_long_function_without_a_reason():
+    assert _long_functions() == []
