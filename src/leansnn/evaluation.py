@@ -31,15 +31,17 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from .base.batching import Batch, check_limit, iter_batches, num_batches
+from .base.voting import vote
 from .neuron import LIF, SpikingNeuron
 
 __all__ = ["rate_output", "LayerSpikes", "SpikeCounter", "spike_rate", "spiking_layers",
-           "evaluate"]
+           "evaluate", "evaluate_votes"]
 
 
 def rate_output(y: torch.Tensor) -> torch.Tensor:
@@ -228,7 +230,8 @@ def _hits(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def _predict_pass(model: nn.Module, data: Any, *, batch_size: int, device: Any, limits: dict,
                   progress: bool, desc: str, forward_kwargs: dict, need_steps: bool,
-                  on_batch: Callable[[Batch], None] | None) -> dict:
+                  on_batch: Callable[[Batch], None] | None,
+                  on_output: Callable[[Batch, torch.Tensor], None] | None = None) -> dict:
     hits: torch.Tensor | None = None
     labelled = inputs = 0
     seconds = 0.0
@@ -242,6 +245,8 @@ def _predict_pass(model: nn.Module, data: Any, *, batch_size: int, device: Any, 
         seconds += time.perf_counter() - t0
         if on_batch is not None:
             on_batch(b)
+        if on_output is not None:
+            on_output(b, out)
         if need_steps and out.dim() != 3:
             raise ValueError(f"expected an SNN output [T, B, K], got shape {tuple(out.shape)}")
         steps = out.shape[0] if out.dim() == 3 else None
@@ -279,6 +284,7 @@ def evaluate(
     require_steps: bool = False,
     during: Sequence[contextlib.AbstractContextManager] = (),
     on_batch: Callable[[Batch], None] | None = None,
+    on_output: Callable[[Batch, torch.Tensor], None] | None = None,
 ) -> dict:
     """Accuracy, firing rates and (optionally) speed of ``model`` on ``data`` (eval mode).
 
@@ -290,8 +296,8 @@ def evaluate(
     that the timed pass runs without observers). ``forward_kwargs`` go to every
     ``model(x, ...)`` call; ``require_steps`` demands SNN outputs ``[T, B, K]``.
     ``during``: context managers (e.g. a :class:`~leansnn.analysis.Monitor`, an operation
-    counter) active during the first pass; ``on_batch(batch)`` is called after each of its
-    forward passes.
+    counter) active during the first pass; ``on_batch(batch)`` and ``on_output(batch,
+    output)`` are called after each of its forward passes.
 
     Returns ``{"accuracy": float or None (no labels), "accuracy_per_step": [after 1..T
     steps] or None (ANN outputs [B, K]), "firing_rate": NASFR (nan without spiking layers or
@@ -309,7 +315,7 @@ def evaluate(
     one_pass = counter is not None and not timing and firing_max_samples is None
     kw = dict(batch_size=batch_size, device=device, progress=progress, desc=desc,
               forward_kwargs=forward_kwargs or {}, need_steps=require_steps,
-              on_batch=on_batch)
+              on_batch=on_batch, on_output=on_output)
     try:
         with contextlib.ExitStack() as stack:
             for cm in during:
@@ -318,6 +324,7 @@ def evaluate(
                 stack.enter_context(counter)
             r = _predict_pass(model, data, limits=limits, **kw)
         if not one_pass and counter is not None:
+            kw.pop("on_output")
             lim = dict(limits)
             if firing_max_samples is not None:
                 lim["max_samples"] = min(firing_max_samples,
@@ -337,3 +344,64 @@ def evaluate(
     if timing:
         res["seconds_per_image"] = r["seconds"] / r["inputs"]
     return res
+
+
+def _windows_view(data: Any, stride: int | None) -> Any:
+    """The evaluation view of ``data``: ``data.windows(stride)`` for an event data set, or
+    ``data`` itself when it already is a view (``recording``, ``num_recordings``,
+    ``dataset``)."""
+    if all(hasattr(data, a) for a in ("recording", "num_recordings", "dataset")):
+        if stride is not None:
+            raise ValueError("stride applies to a data set, not to a windows view")
+        return data
+    if not callable(getattr(data, "windows", None)):
+        raise ValueError(f"voting needs recordings split into windows (an event data set "
+                         f"with .windows(), e.g. leansnn.data.nmnist); got "
+                         f"{type(data).__name__}")
+    return data.windows(stride)
+
+
+@torch.no_grad()
+def evaluate_votes(model: nn.Module, data: Any, batch_size: int = 256,
+                   device: str | torch.device = "cpu", progress: bool = False,
+                   desc: str = "eval", *, how: str = "majority", stride: int | None = None,
+                   **kwargs: Any) -> dict:
+    """The ASA paper's test protocol: score windows of ``T`` frames covering every recording,
+    then vote one prediction per recording.
+
+    ``data``: an event data set (its ``windows(stride)`` view is used: windows of ``T``
+    frames from ``0, stride, ...`` plus one ending at the last frame; without ``dt_ms`` one
+    window per recording) or such a view. Every window runs through :func:`evaluate`'s loop
+    (``kwargs`` go to it: ``firing_rate``, ``during``, ``on_batch``, ...; no sample limits:
+    take a ``subset`` of the data set instead); a window's score is the model's ``[T, B, K]``
+    output averaged over T, and :func:`leansnn.data.vote` (``how="majority"`` or
+    ``"sum"``) turns the scores of a recording's windows into its prediction.
+
+    Returns :func:`evaluate`'s dict with ``"accuracy"`` per recording (``n`` recordings),
+    beside ``"window_accuracy"`` / ``"window_accuracy_per_step"`` (every window scored on its
+    own), ``"windows"`` (their number) and ``"vote"`` (``how``); firing rates are over all
+    windows.
+    """
+    if how not in ("majority", "sum"):
+        raise ValueError(f"vote must be 'majority' or 'sum', got {how!r}")
+    for k in ("max_batches", "max_samples", "on_output"):
+        if kwargs.get(k) is not None:
+            raise ValueError(f"evaluate_votes does not take {k}: every window of every "
+                             "recording is scored (use a subset of the data set)")
+        kwargs.pop(k, None)
+    view = _windows_view(data, stride)
+    scores: list[torch.Tensor] = []
+    ev = evaluate(model, view, batch_size, device, progress, desc, require_steps=True,
+                  on_output=lambda b, out: scores.append(rate_output(out).detach().cpu()),
+                  **kwargs)
+    s = torch.cat(scores).float()
+    rec = torch.as_tensor(np.asarray(view.recording), dtype=torch.int64)
+    if s.shape[0] != rec.shape[0]:
+        raise ValueError(f"the view listed {rec.shape[0]} windows but yielded {s.shape[0]}")
+    pred = vote(s, rec, view.num_recordings, how=how)
+    labels = torch.as_tensor(view.dataset.labels).to(torch.int64)
+    return {**ev, "accuracy": float((pred == labels).float().mean()),
+            "window_accuracy": ev["accuracy"],
+            "window_accuracy_per_step": ev["accuracy_per_step"],
+            "accuracy_per_step": None, "n": int(labels.numel()), "windows": int(rec.numel()),
+            "vote": how}

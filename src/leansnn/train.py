@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 
 from .base.batching import BatchError, iter_batches, num_batches
 from .checkpoint import load_checkpoint, save
-from .evaluation import SpikeCounter, evaluate, rate_output
+from .evaluation import SpikeCounter, evaluate, evaluate_votes, rate_output
 from .layers import check_finite
 
 __all__ = ["TrainConfig", "fit", "evaluate", "seed_all"]
@@ -188,6 +189,7 @@ def fit(
     device: str = "cpu",
     progress: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
+    vote: str | None = None,
 ) -> dict:
     """Train ``model`` and return ``{"history": [per-epoch dicts], "model": model}``.
 
@@ -196,7 +198,10 @@ def fit(
     labelled data set or loader). ``config.max_batches`` limits the batches per epoch.
     Each epoch's dict holds ``epoch, loss, train_accuracy, firing_rate`` (spikes per neuron
     and step during training), ``test_accuracy, test_firing_rate, test_layer_rates``
-    (:func:`leansnn.evaluation.evaluate` on ``test_data``) ``, seconds``. With
+    (:func:`leansnn.evaluation.evaluate` on ``test_data``) ``, seconds``. ``vote``
+    (``"majority"`` or ``"sum"``; event data sets with ``windows()``) tests with the ASA
+    paper's protocol instead (:func:`leansnn.evaluation.evaluate_votes`): ``test_accuracy``
+    per recording, ``test_window_accuracy`` per window. With
     ``checkpoint`` a resumable checkpoint is written
     atomically after every epoch; with ``resume=True`` and an existing checkpoint the run
     continues where it stopped (model, optimizer, scheduler, epoch and random state).
@@ -235,9 +240,12 @@ def fit(
             sched.step()
         rec["seconds"] = time.perf_counter() - t0
         if test_data is not None and main:
-            ev = evaluate(_unwrap(model), test_data, batch_size=max(cfg.batch_size, 256),
-                          device=device, progress=progress, desc="test")
+            run = evaluate if vote is None else partial(evaluate_votes, how=vote)
+            ev = run(_unwrap(model), test_data, batch_size=max(cfg.batch_size, 256),
+                     device=device, progress=progress, desc="test")
             rec["test_accuracy"], rec["test_firing_rate"] = ev["accuracy"], ev["firing_rate"]
+            if vote is not None:
+                rec["test_window_accuracy"] = ev["window_accuracy"]
             rec["test_layer_rates"] = ev["layer_rates"]
         history.append(rec)
         if checkpoint is not None and main:

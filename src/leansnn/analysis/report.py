@@ -14,6 +14,7 @@ import base64
 import html
 import json
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 
 from ..base.io import atomic_write
-from ..evaluation import evaluate
+from ..evaluation import evaluate, evaluate_votes
 from .energy import OpCounter
 from .monitor import Monitor, MonitorConfig
 
@@ -32,7 +33,7 @@ __all__ = ["analyze", "write_report", "write_metrics", "to_json"]
 def analyze(model: nn.Module, data: Any, label: str = "model", *, batch_size: int = 256,
             max_batches: int | None = None, max_samples: int | None = None, capture: int = 1,
             bins: int = 90, e_mac: float = 4.6, e_ac: float = 0.9, device: str = "cpu",
-            progress: bool = False) -> dict:
+            progress: bool = False, vote: str | None = None) -> dict:
     """Run ``data`` through ``model`` once (eval mode) and collect every metric.
 
     ``data``: anything :func:`leansnn.base.batching.iter_batches` reads (a tensor, an
@@ -40,19 +41,28 @@ def analyze(model: nn.Module, data: Any, label: str = "model", *, batch_size: in
     ``max_batches`` batches / ``max_samples`` samples; ``x`` is what the model takes
     (``[B, ...]`` static or ``[T, B, ...]`` sequences). One pass of
     :func:`leansnn.evaluation.evaluate` with a :class:`Monitor` and an :class:`OpCounter`
-    attached. Returns ``{"label", "accuracy" (None without labels), "inputs", "monitor":
+    attached. ``vote`` (``"majority"`` | ``"sum"``; event data sets) runs
+    :func:`leansnn.evaluation.evaluate_votes` instead: every window of every recording is
+    analysed, ``accuracy`` is per recording and ``window_accuracy`` per window.
+    Returns ``{"label", "accuracy" (None without labels), "inputs", "monitor":
     Monitor.summary(), "energy": OpCounter.result(), "captured": {layer: bool spikes [T,
     capture, ...]}}``.
     """
     model.to(device)
     mon = Monitor(model, MonitorConfig(bins=bins, capture=capture))
     ops = OpCounter(model, e_mac, e_ac)
-    ev = evaluate(model, data, batch_size, device, progress, f"analyse {label}",
-                  max_batches=max_batches, max_samples=max_samples, firing_rate=False,
-                  during=(mon, ops), on_batch=lambda b: ops.add_inputs(b.size))
+    limits = {"max_batches": max_batches, "max_samples": max_samples}
+    run: Any = evaluate
+    if vote is not None:
+        run, limits = partial(evaluate_votes, how=vote), {}
+    ev = run(model, data, batch_size, device, progress, f"analyse {label}", **limits,
+             firing_rate=False, during=(mon, ops), on_batch=lambda b: ops.add_inputs(b.size))
+    extra = {} if vote is None else {"window_accuracy": ev["window_accuracy"],
+                                     "windows": ev["windows"], "vote": vote}
     return {
         "label": label,
         "accuracy": ev["accuracy"],
+        **extra,
         "inputs": ops.inputs,
         "monitor": mon.summary(),
         "energy": ops.result(),

@@ -1,8 +1,8 @@
 """Options every ``leansnn`` sub-command spells the same way, and their handling.
 
 ``--device cpu|cuda`` (``auto`` where a command offers it), ``--seed N``, ``--threads N``,
-``--json [PATH]`` (no PATH or ``-``: standard output), ``--root DIR`` (the Fashion-MNIST
-folder) and ``--data NAME`` (a data set name from :data:`leansnn.data.DATASETS`).
+``--json [PATH]`` (no PATH or ``-``: standard output) and ``--root DIR`` (the data set's
+folder). ``--data NAME`` and the data settings flags are in :mod:`._data`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT_HELP = ("folder with the Fashion-MNIST idx files (default: $LEANSNN_DATA, then "
-             "/usr/share/datasets/fashion-mnist)")
+ROOT_HELP = ("folder of the --data set, in its own layout (default: $LEANSNN_DATA; "
+             "Fashion-MNIST also /usr/share/datasets/fashion-mnist)")
 
 
 def add_common(p: argparse.ArgumentParser, *, device_auto: bool = False, seed: int | None = 0,

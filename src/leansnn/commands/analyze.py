@@ -1,9 +1,13 @@
 """``leansnn analyze``: redundancy and energy report of one or two saved SNNs.
 
-Loads each checkpoint with ``leansnn.load``, runs the Fashion-MNIST (or emulated-event
-Fashion-MNIST) test set through it once with a Monitor and an operation counter attached,
-and writes ``report.md``, a self-contained ``report.html``, ``metrics.json`` and the PNG
-figures into ``--out``. ``--json`` also prints every metric to stdout.
+Loads each checkpoint with ``leansnn.load``, runs the test split of a data set of
+:data:`leansnn.data.DATASETS` through it once with a Monitor and an operation counter
+attached (by default the data set and settings the checkpoint was trained on, as recorded in
+its metadata; ``--data``, ``--T``, ``--size``, ``--dt-ms``, ``--by`` override them, and the
+command says which it used; event sets read from folders are scored per recording by a vote
+over windows, beside the per-window accuracy), and writes ``report.md``, a self-contained
+``report.html``, ``metrics.json`` and the PNG figures into ``--out``. ``--json`` also
+prints every metric to stdout.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .. import data as _datasets
+from . import _data
 from ._common import add_common, log_stream, setup, write_json
 
 NAME = "analyze"
@@ -24,19 +28,24 @@ EXAMPLE = "leansnn analyze base.lsnn asa.lsnn --data event_fashion_mnist --out r
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoints", nargs="+", metavar="CKPT",
                    help="one or two .lsnn checkpoints (two are compared side by side)")
-    p.add_argument("--data", default="fashion_mnist",
-                   choices=sorted(_datasets.DATASETS),
-                   help="test set to analyse on (default fashion_mnist)")
+    _data.add_data_options(p, ("events", "static"), default=None, events=True,
+                           default_help="default: the one recorded in the checkpoint, else "
+                                        "fashion_mnist")
+    p.add_argument("--vote", default="majority", choices=["majority", "sum"],
+                   help="event sets read from folders: combine the windows of a recording by "
+                        "majority vote (default) or summed outputs")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the report")
     p.add_argument("--test-images", "--max-images", dest="max_images", type=int,
                    default=None, metavar="N",
-                   help="analyse a random subset of N test images (default: all 10,000)")
+                   help="analyse a random subset of N test images / recordings (default: all)")
     p.add_argument("--labels", nargs="+", default=None, help="names of the models in the report")
     p.add_argument("--convert", nargs="+", default=None, metavar="METHOD",
                    help="the checkpoints are ANNs: convert them first with this method "
                         "(parallel, serial, ...; one for all or one per checkpoint), e.g. "
                         "`analyze ann.lsnn ann.lsnn --convert serial parallel --T 8`")
-    p.add_argument("--T", type=int, default=None, help="time steps for --convert")
+    p.add_argument("--T", type=int, default=None,
+                   help="time steps for --convert; for an SNN on event data, frames per window "
+                        "(default: the checkpoint's)")
     p.add_argument("--calib-images", type=int, default=2048, metavar="N",
                    help="training images for --convert calibrated (default 2048)")
     p.add_argument("--no-report", action="store_true",
@@ -70,8 +79,6 @@ def _find(cfg: Any, key: str) -> Any:
 
 def _methods(args: argparse.Namespace, n: int) -> list[str] | None:
     if args.convert is None:
-        if args.T is not None:
-            raise ValueError("--T is only used with --convert")
         return None
     if args.T is None or args.T < 1:
         raise ValueError("--convert needs --T N (time steps, N >= 1)")
@@ -93,47 +100,71 @@ def _labels(paths: list[Path], given: list[str] | None) -> list[str]:
     return stems
 
 
-def _data(args: argparse.Namespace, model: Any, label: str) -> tuple[Any, str]:
-    import leansnn as ls
-
+def _stored(args: argparse.Namespace, model: Any) -> dict | None:
+    """The data record the settings start from: the checkpoint's, or (another data set, or
+    an older checkpoint without one) T and input size of the model's config."""
+    stored = _data.stored_data(model)
+    name = args.data or (stored or {}).get("name")
+    if stored is not None and stored["name"] == name:
+        return stored
     cfg = getattr(model, "leansnn_config", None) or {}
-    in_ch = _find(cfg, "in_channels")
-    if in_ch is None:  # default argument: read it off the first convolution
-        import torch
+    io = _data.config_io(cfg) or {}
+    settings = {"T": _find(cfg, "T"), "size": io.get("input_size")}
+    return {"name": name, "settings": {k: v for k, v in settings.items() if v is not None}}
 
-        conv = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
-        in_ch = conv.in_channels if conv is not None else None
-    if args.data == "fashion_mnist":
-        if in_ch not in (None, 1):
-            raise ValueError(f"{label} takes {in_ch} input channels (event frames?); use "
-                             "--data event_fashion_mnist")
-        test = ls.data.fashion_mnist("test", root=args.root).subset(args.max_images, args.seed)
-        return test, f"Fashion-MNIST test set, {len(test)} images (static, direct encoding)"
-    if not hasattr(ls.data, "event_fashion_mnist"):
-        raise ValueError("--data event_fashion_mnist needs leansnn.data.event_fashion_mnist, "
-                         "which this installation does not have")
-    if in_ch not in (None, 2):
-        raise ValueError(f"{label} takes {in_ch} input channel(s), event frames have 2; use "
-                         "--data fashion_mnist")
-    T = _find(cfg, "T")
-    size = _find(cfg, "input_size") or (32, 32)
-    if T is None:
-        raise ValueError(f"{label}: the checkpoint does not record T; cannot bin events")
-    kw: dict[str, Any] = dict(T=int(T), root=args.root, size=tuple(int(v) for v in size),
-                              n=args.max_images, subset_seed=args.seed,
-                              progress=not args.json)
-    if args.noise_hz is not None:
-        kw["noise_rate_hz"] = args.noise_hz
-    test = ls.data.event_fashion_mnist("test", **kw)
-    return test, (f"Emulated-event Fashion-MNIST test set, {len(test)} recordings binned into "
-                  f"T = {T} frames of {size[0]}×{size[1]}")
+
+def _test_data(args: argparse.Namespace, model: Any, label: str, converted: bool
+               ) -> tuple[Any, str, str | None]:
+    """The test set for ``model`` (the checkpoint's data set and settings unless overridden),
+    its description and the voting rule (event sets read from folders)."""
+    kinds = ("static",) if converted else ("events", "static")   # --T: static sets ignore it
+    choice = _data.resolve(args, NAME, kinds, _stored(args, model))
+    split = _data.test_split(choice)
+    test = _data.load(choice, split, args.root, n=args.max_images, seed=args.seed,
+                      progress=not args.json, log=log_stream(args))
+    _data.check_model(model, _data.model_io(choice, test), label, choice)
+    vote = args.vote if callable(getattr(test, "windows", None)) else None
+    kind = "recordings" if choice.kind == "events" else "images"
+    how = f", scored per recording by {vote} vote over windows" if vote else ""
+    return test, f"{choice.describe()}: {split} split, {len(test)} {kind}{how}", vote
+
+
+def _analyze_one(args: argparse.Namespace, path: Path, label: str, method: str | None,
+                 log: Any) -> tuple[dict, str]:
+    """Load (and with ``method`` convert) one checkpoint, analyse it on its test data."""
+    import leansnn as ls
+    from leansnn.analysis.report import analyze
+
+    model = ls.load(path)
+    data, desc, vote = _test_data(args, model, label, converted=method is not None)
+    if method is not None:
+        opts = {}
+        if method == "calibrated":  # training-free conversion: calibrate on training images
+            choice = _data.resolve(args, NAME, ("static",), _stored(args, model))
+            opts = dict(calib_data=_data.load(choice, "train", args.root, n=args.calib_images,
+                                              seed=args.seed, progress=not args.json,
+                                              log=log), progress=not args.json)
+        model = ls.convert(model, T=args.T, method=method, **opts)
+    print(f"analyze: {label} ({path}) on {desc}", file=log, flush=True)
+    try:
+        res = analyze(model, data, label, batch_size=args.batch_size, bins=args.bins,
+                      e_mac=args.e_mac, e_ac=args.e_ac, device=args.device,
+                      progress=not args.json, vote=vote)
+    except (ValueError, RuntimeError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{label} could not run on this data: {msg}") from None
+    win = (f" per recording ({vote} vote; {100 * res['window_accuracy']:.2f} % per window)"
+           if vote else "")
+    print(f"  accuracy {100 * res['accuracy']:.2f} %{win} | NASFR "
+          f"{res['monitor']['nasfr']:.4f} | energy {res['energy']['energy_pj'] / 1e6:.4g} "
+          f"µJ/input (ANN {res['energy']['ann_energy_pj'] / 1e6:.4g} µJ)", file=log, flush=True)
+    return res, desc
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    import leansnn as ls
-    from leansnn.analysis.report import analyze, to_json, write_report
+    from leansnn.analysis.report import to_json, write_report
 
     if not 1 <= len(args.checkpoints) <= 2:
         raise ValueError(f"give one or two checkpoints, got {len(args.checkpoints)}")
@@ -153,28 +184,9 @@ def run(args: argparse.Namespace) -> int:
         if len(set(conv)) == len(conv):
             labels = conv
     for i, (path, label) in enumerate(zip(paths, labels)):
-        model = ls.load(path)
-        if methods:
-            opts = {}
-            if methods[i] == "calibrated":  # training-free conversion: calibrate on train data
-                opts = dict(calib_data=ls.data.fashion_mnist("train", root=args.root).subset(
-                    args.calib_images, args.seed), progress=not args.json)
-            model = ls.convert(model, T=args.T, method=methods[i], **opts)
-        data, desc = _data(args, model, label)
-        print(f"analyze: {label} ({path}) on {desc}", file=log, flush=True)
-        try:
-            res = analyze(model, data, label, batch_size=args.batch_size, bins=args.bins,
-                          e_mac=args.e_mac, e_ac=args.e_ac, device=args.device,
-                          progress=not args.json)
-        except (ValueError, RuntimeError) as e:
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise ValueError(f"{label} could not run on {args.data}: {msg}") from None
+        res, desc = _analyze_one(args, path, label, methods[i] if methods else None, log)
         results.append(res)
         descs.append(desc)
-        acc = res["accuracy"]
-        print(f"  accuracy {100 * acc:.2f} % | NASFR {res['monitor']['nasfr']:.4f} | energy "
-              f"{res['energy']['energy_pj'] / 1e6:.4g} µJ/input (ANN "
-              f"{res['energy']['ann_energy_pj'] / 1e6:.4g} µJ)", file=log, flush=True)
     title = "leansnn analysis: " + " vs ".join(labels)
     desc = "; ".join(dict.fromkeys(descs)) + "."
     if args.no_report:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from . import _data
 from ._common import add_common, log_stream, positive, setup, write_json
 
 NAME = "convert"
@@ -35,8 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--no-firing-rate", action="store_true",
                    help="skip the firing-rate pass (faster)")
-    p.add_argument("--data", default="fashion_mnist", choices=["fashion_mnist"],
-                   help="test data set (default fashion_mnist)")
+    _data.add_data_options(p, ("static",), default=None, events=False,
+                           default_help="default: the one recorded in the checkpoint, else "
+                                        "fashion_mnist; its settings too unless overridden")
     add_common(p, json_help="write the table as JSON to PATH (no PATH or '-': stdout)")
 
 
@@ -56,9 +58,11 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; available: {methods()}")
     ann = ls.load(args.checkpoint).eval().to(args.device)
-    test = ls.data.fashion_mnist("test", root=args.root)
-    if args.test_images:
-        test = test.subset(args.test_images, args.seed)
+    choice = _data.resolve(args, NAME, ("static",), _data.stored_data(ann))
+    test = _data.load(choice, _data.test_split(choice), args.root, n=args.test_images,
+                      seed=args.seed, log=log)
+    _data.check_model(ann, _data.model_io(choice, test), str(args.checkpoint), choice)
+    print(f"data: {choice.describe()}, {_data.test_split(choice)} split", file=log)
     t0 = time.perf_counter()
     ev = evaluate(ann, test, batch_size=args.batch_size, device=args.device, progress=True,
                   desc="ANN")
@@ -68,11 +72,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'method':<10} {'T':>4} {'accuracy':>9} {'vs ANN':>8} {'ms/image':>9} "
           f"{'x ANN':>6} {'firing rate':>11}", file=log)
     table = {"checkpoint": str(args.checkpoint), "test_images": ev["n"],
+             "data": choice.record(),
              "ann": {"accuracy": ev["accuracy"], "seconds_per_image": ann_s}, "rows": []}
     calib = {}
     if "calibrated" in args.method:  # training-free conversion: calibrate on training images
-        calib = dict(calib_data=ls.data.fashion_mnist("train", root=args.root).subset(
-            args.calib_images, args.seed), max_samples=args.calib_images,
+        calib = dict(calib_data=_data.load(choice, "train", args.root, n=args.calib_images,
+                                           seed=args.seed, log=log),
+                     max_samples=args.calib_images,
             refine_steps=args.refine_steps)
     for method in args.method:
         for T in args.T:

@@ -1,8 +1,9 @@
-"""``leansnn train-ann``: train an ANN (ReLU or QCFS) on Fashion-MNIST for conversion.
+"""``leansnn train-ann``: train an ANN (ReLU or QCFS) on a static image data set for conversion.
 
-Python API: :func:`train_ann` (builds the model from the registry and calls
-:func:`leansnn.train.fit`: SGD with momentum or Adam, cosine schedule, weight decay, flip +
-shift augmentation, an atomic resumable checkpoint after every epoch, test accuracy per
+Python API: :func:`train_ann` (builds the model from the registry with the data set's
+channels, classes and input size, and calls :func:`leansnn.train.fit`: SGD with momentum or
+Adam, cosine schedule, weight decay, augmentation (the data set's random crop + flip, or the
+trainer's flip + shift), an atomic resumable checkpoint after every epoch, test accuracy per
 epoch). The final weights go to ``out`` without optimizer state (small enough to commit),
 with the test accuracy and training settings in the checkpoint's metadata.
 """
@@ -15,10 +16,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from . import _data
 from ._common import add_common, log_stream, positive, setup, write_json
 
 NAME = "train-ann"
-HELP = "train an ANN (ReLU or QCFS activations) on Fashion-MNIST, ready for conversion"
+HELP = ("train an ANN (ReLU or QCFS activations) on a static image data set (Fashion-MNIST, "
+        "CIFAR-10/100, image folders), ready for conversion")
 EXAMPLE = ("leansnn train-ann --model small_cnn --activation qcfs --levels 4 --epochs 10 "
            "--out pretrained/small_cnn_qcfs4.lsnn")
 
@@ -26,14 +29,22 @@ EXAMPLE = ("leansnn train-ann --model small_cnn --activation qcfs --levels 4 --e
 def train_ann(model: str = "small_cnn", activation: str = "qcfs", levels: int = 4,
               threshold: float = 3.0, out: str | Path = "ann.lsnn", *, epochs: int = 10,
               batch_size: int = 128, optimizer: str = "sgd", lr: float = 0.05,
-              weight_decay: float = 5e-4, augment: str = "flip_crop",
+              weight_decay: float = 5e-4, augment: str | None = None,
               train_images: int | None = None, test_images: int | None = None,
               seed: int = 0, data: str | None = None,
               checkpoint: str | Path | None = None, resume: bool = True, device: str = "cpu",
               progress: bool = True, model_kwargs: dict[str, Any] | None = None,
-              note: str = "", init_from: str | Path | None = None) -> dict:
+              note: str = "", init_from: str | Path | None = None,
+              dataset: str = "fashion_mnist", root: str | Path | None = None,
+              size: tuple[int, ...] | None = None, skip_bad_files: bool = False,
+              workers: int | None = None) -> dict:
     """Train ``model`` with ``activation`` (``"relu"`` or ``"qcfs"`` with ``levels`` and an
-    initial ``threshold``) on Fashion-MNIST and save it to ``out``.
+    initial ``threshold``) on the static data set ``dataset`` (a name in
+    :data:`leansnn.data.DATASETS`, read from ``root``, else ``$LEANSNN_DATA``; ``data`` is
+    an older name of ``root``) and save it to ``out``, with the data set and its settings in
+    the metadata (``meta["data"]``). ``augment``: ``"standard"`` / ``"cutout"`` (the data
+    set's, CIFAR and image folders), ``"flip_crop"`` (the trainer's flip + 2-pixel shift),
+    ``"none"``; default ``standard`` where the data set takes it, else ``flip_crop``.
 
     The resumable per-epoch checkpoint is ``checkpoint`` (default ``<out>.train``); rerunning
     with ``resume=True`` continues an interrupted run. ``init_from`` (a ``.lsnn`` file of the
@@ -51,21 +62,25 @@ def train_ann(model: str = "small_cnn", activation: str = "qcfs", levels: int = 
         raise ValueError(f"activation must be 'relu' or 'qcfs', got {activation!r}")
     out = Path(out)
     ckpt = Path(checkpoint) if checkpoint is not None else out.with_name(out.name + ".train")
-    train = ls.data.fashion_mnist("train", root=data)
-    if train_images:
-        train = train.subset(train_images, seed)
-    test = ls.data.fashion_mnist("test", root=data)
-    if test_images:
-        test = test.subset(test_images, seed)
+    choice = _data.resolve(argparse.Namespace(data=dataset, size=size, workers=workers,
+                                              skip_bad_files=skip_bad_files), NAME, ("static",))
+    aug = augment or ("standard" if "augment" in choice.spec.settings else "flip_crop")
+    train = _data.load(choice, "train", root if root is not None else data, n=train_images,
+                       seed=seed, augment=aug if aug in ("standard", "cutout") else None,
+                       progress=progress)
+    test = _data.load(choice, _data.test_split(choice), root if root is not None else data,
+                      n=test_images, seed=seed, progress=progress)
     seed_all(seed)
     act: Any = ls.QCFS(levels=levels, threshold=threshold) if activation == "qcfs" else "relu"
-    net = ls.models.create(model, num_classes=10, in_channels=1, activation=act,
-                           **(model_kwargs or {}))
+    net = ls.models.create(model, activation=act, **_data.model_kwargs(
+        model, _data.model_io(choice, train)), **(model_kwargs or {}))
     init_meta = None
     if init_from is not None:
         init_meta = _init_weights(net, Path(init_from))
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
-                      weight_decay=weight_decay, schedule="cosine", augment=augment, seed=seed)
+                      weight_decay=weight_decay, schedule="cosine", seed=seed,
+                      augment="flip_crop" if aug == "flip_crop" else "none")
+    _data.check_resume(net, ckpt, resume)
     t0 = time.perf_counter()
     res = fit(net, train, test, cfg, checkpoint=ckpt, resume=resume, device=device,
               progress=progress,
@@ -79,11 +94,13 @@ def train_ann(model: str = "small_cnn", activation: str = "qcfs", levels: int = 
     acc = hist[-1]["test_accuracy"]
     net.eval()
     meta = {"test_accuracy": acc, "history": hist, "train_config": asdict(cfg),
-            "torch": torch.__version__}
+            "torch": torch.__version__,
+            "data": {**choice.record(), "augment": aug, "train_images": train_images,
+                     "test_images": test_images, "seed": seed}}
     if init_meta is not None:
         meta["init_from"] = init_meta
     ls.save(net, out, note=note or f"{model} ({activation}{levels if activation == 'qcfs' else ''})"
-            f" on Fashion-MNIST", meta=meta)
+            f" on {choice.name}", meta=meta)
     return {"model": net, "history": hist, "test_accuracy": acc, "seconds": seconds,
             "path": out}
 
@@ -126,13 +143,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--augment", default="flip_crop", choices=["flip_crop", "none"])
     p.add_argument("--train-images", type=int, default=None, metavar="N",
                    help="use a random subset of N training images")
     p.add_argument("--test-images", type=int, default=None, metavar="N",
                    help="evaluate on a test subset (default: all 10000)")
-    p.add_argument("--data", default="fashion_mnist", choices=["fashion_mnist"],
-                   help="training data set (default fashion_mnist)")
+    _data.add_data_options(p, ("static",), default="fashion_mnist", events=False,
+                           augment=("standard", "cutout", "flip_crop", "none"))
     add_common(p, json_help="write the training history as JSON to PATH (no PATH or '-': "
                             "stdout)")
 
@@ -146,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
                     epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                     lr=args.lr, weight_decay=args.weight_decay, augment=args.augment,
                     train_images=args.train_images, test_images=args.test_images,
-                    seed=args.seed, data=args.root,
+                    seed=args.seed, root=args.root, dataset=args.data, size=args.size,
+                    skip_bad_files=args.skip_bad_files, workers=args.workers,
                     checkpoint=args.checkpoint, resume=not args.no_resume, device=args.device,
                     init_from=args.init_from)
     print(f"test accuracy {100 * res['test_accuracy']:.2f} % after {len(res['history'])} "

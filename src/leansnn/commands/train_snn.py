@@ -1,12 +1,18 @@
 """``leansnn train-snn``: direct (BPTT) training of a LIF SNN, optionally with ASA.
 
-Trains a registered SNN (``lif_snn_a``, ``lif_snn_5``, ``sew_resnet18``, ...) on emulated-event
-Fashion-MNIST (``[T, B, 2, H, W]`` frames) or on the static images (repeated over T), with the
+Trains a registered SNN (``lif_snn_a``, ``lif_snn_5``, ``sew_resnet18``, ...) on any data set
+of :data:`leansnn.data.DATASETS`: event sets (``[T, B, 2, H, W]`` frames: N-MNIST, DVS128
+Gesture, CIFAR10-DVS, N-Caltech101, emulated-event Fashion-MNIST) or static images (repeated
+over T), the model's channels, classes and input size taken from the data, with the
 paper's recipe by default: MSE between the classifier's firing rates and the one-hot label,
 Adam, cosine schedule. Prints test accuracy and NASFR (all spikes / (T * all neurons), the
 classifier included) after every epoch; writes an atomic checkpoint per epoch
 (``--checkpoint``), continues with ``--resume``, and writes a JSON report (``--json``) with
-the history and per-layer firing rates. Under ``torchrun`` it trains data-parallel
+the history and per-layer firing rates. The ASA paper's protocol for event sets read from
+folders: with ``--dt-ms`` training draws a random window of T frames per recording and epoch,
+and testing votes (``--vote majority|sum``) over windows covering each recording
+(:func:`leansnn.evaluation.evaluate_votes`): the test accuracy is per recording, the
+per-window accuracy is reported beside it. Under ``torchrun`` it trains data-parallel
 (:mod:`leansnn.distributed`): ``--batch-size`` is per process.
 """
 
@@ -16,25 +22,26 @@ import argparse
 import time
 from typing import Any
 
-from .. import data as _datasets
+from . import _data
 from ._common import add_common, log_stream, positive, setup, write_json
 
 NAME = "train-snn"
-HELP = "train a LIF SNN (optionally with ASA) on event or static Fashion-MNIST"
-EXAMPLE = ("leansnn train-snn --model lif_snn_a --attention asa --data event_fashion_mnist "
-           "--T 8 --epochs 5 --train-images 5000 --out asa.lsnn")
-
-DATASETS = tuple(sorted(_datasets.DATASETS))  # names from the data-set registry
+HELP = "train a LIF SNN (optionally with ASA) on an event or static data set"
+EXAMPLE = ("leansnn train-snn --model lif_snn_a --attention asa --data dvs_gesture --root ~/data "
+           "--T 16 --dt-ms 25 --epochs 5 --out asa.lsnn")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="lif_snn_a",
                    help="registered SNN: lif_snn_a (default), lif_snn_5, sew_resnet18")
-    p.add_argument("--data", default="event_fashion_mnist", choices=DATASETS,
-                   help="training data set (default event_fashion_mnist)")
-    p.add_argument("--T", type=int, default=8, help="time steps (default 8)")
-    p.add_argument("--size", type=int, default=32,
-                   help="event frames are SIZE x SIZE (default 32; event data only)")
+    _data.add_data_options(p, ("events", "static"), default="event_fashion_mnist", events=True,
+                           augment=("standard", "cutout", "flip_crop", "none"))
+    p.add_argument("--T", type=int, default=None,
+                   help="time steps = frames per window of event sets (default: the data "
+                        "set's, 8 for static images)")
+    p.add_argument("--vote", default=None, choices=["majority", "sum"],
+                   help="event sets read from folders: combine the windows covering a "
+                        "recording by majority vote (default) or summed outputs")
     p.add_argument("--noise-hz", type=float, default=None,
                    help="background-noise events per pixel per second of the emulator "
                         "(default: the emulator's default)")
@@ -68,52 +75,112 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def load_data(args: argparse.Namespace, main: bool = True) -> tuple[Any, Any, dict]:
-    """Train and test sets and the model arguments they imply (in_channels, input_size)."""
-    import leansnn as ls
-
-    if args.data == "fashion_mnist":
-        train = ls.data.fashion_mnist("train", root=args.root).subset(args.train_subset, 0)
-        test = ls.data.fashion_mnist("test", root=args.root).subset(args.test_subset, 0)
-        return train, test, {"in_channels": 1, "input_size": (28, 28)}
-    kw = dict(T=args.T, root=args.root, size=(args.size, args.size),
-              noise_rate_hz=args.noise_hz, progress=main and not args.quiet)
-    load = ls.data.event_fashion_mnist
-    train = load("train", n=args.train_subset, **kw)
-    test = load("test", n=args.test_subset, **kw)
-    return train, test, {"in_channels": 2, "input_size": (args.size, args.size)}
+def load_data(args: argparse.Namespace, main: bool = True) -> tuple[Any, Any, dict, Any]:
+    """Train and test sets, the model arguments they imply (``in_channels``, ``num_classes``,
+    ``input_size``) and the :class:`~leansnn.commands._data.DataChoice`."""
+    choice = _data.resolve(args, NAME, ("events", "static"))
+    aug = getattr(args, "augment", None)
+    if aug not in (None, "none") and choice.kind == "events":
+        raise ValueError(f"--augment {aug}: static data sets only; {choice.name} is an event "
+                         "data set")
+    progress = main and not args.quiet
+    train = _data.load(choice, "train", args.root, n=args.train_subset, seed=0,
+                       augment=aug if aug in ("standard", "cutout") else None,
+                       progress=progress)
+    test = _data.load(choice, _data.test_split(choice), args.root, n=args.test_subset, seed=0,
+                      progress=progress)
+    return train, test, _data.model_io(choice, train), choice
 
 
 def _save(args: argparse.Namespace, net: Any, report: dict) -> None:
     """Write the trained model to ``args.out`` with the command line, final metrics, history
-    and data settings in its metadata."""
+    and data set with its settings in its metadata (``meta["data"]``, read by ``analyze``)."""
     import leansnn as ls
 
     skip = ("out", "json", "quiet", "checkpoint", "resume", "_run", "command")
     cmd = "leansnn train-snn " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in sorted(vars(args).items())
+        f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+        for k, v in sorted(vars(args).items())
         if v is not None and v is not False and k not in skip)
+    data = report["data"]
+    size = data["settings"].get("size")
     ls.save(net, args.out, note=f"{args.model} (attention {args.attention}) "
-            f"trained on {args.data}: {cmd}",
+            f"trained on {data['name']}: {cmd}",
             meta={"final": report["final"], "history": report["history"],
-                  "data": {"name": args.data, "T": args.T, "size": args.size,
-                           "noise_hz": args.noise_hz, "train_subset": args.train_subset,
+                  "data": {**data, "T": report["T"], "noise_hz": args.noise_hz,
+                           "size": size[0] if size else None,
+                           "train_subset": args.train_subset,
                            "test_subset": args.test_subset}})
     if not args.quiet:
         print(f"wrote {args.out}")
 
 
-def train(args: argparse.Namespace) -> dict:
-    """Run the training described by ``args`` (see :func:`add_arguments`); return the report.
-
-    The report: ``{"config", "history" (per epoch: loss, train_accuracy, firing_rate,
-    test_accuracy, test_firing_rate = NASFR, layer_rates = the test set's per-layer rates,
-    seconds), "final"}``; on ranks other
-    than 0 of a distributed run, the same with ``"final": None``.
-    """
+def _build(args: argparse.Namespace, io: dict, T: int) -> tuple[Any, dict]:
+    """The model (seeded with ``--seed``) and its registry arguments."""
     import torch
 
     import leansnn as ls
+
+    model_kw: dict[str, Any] = dict(T=T, **_data.model_kwargs(args.model, io),
+                                    attention=None if args.attention == "none" else "asa")
+    if args.width is not None:
+        model_kw["width"] = args.width
+    if args.dropout is not None:
+        model_kw["dropout"] = args.dropout
+    torch.manual_seed(args.seed)
+    try:
+        return ls.models.create(args.model, **model_kw), model_kw
+    except TypeError as e:  # an option this model does not take
+        raise ValueError(f"model {args.model!r} does not accept these options: {e}") from None
+
+
+def _vote(args: argparse.Namespace, test_set: Any) -> str | None:
+    """The voting rule of the test evaluation: event sets read from folders (recordings
+    split into windows) vote; others are scored per sample."""
+    if callable(getattr(test_set, "windows", None)):
+        return args.vote or "majority"
+    if args.vote is not None:
+        raise ValueError(f"--vote {args.vote}: only event data sets read from folders "
+                         f"(nmnist, dvs_gesture, cifar10_dvs, ncaltech101) vote; "
+                         f"{args.data} is scored per sample")
+    return None
+
+
+def _epoch_printer(args: argparse.Namespace, main: bool, vote: str | None):
+    def on_epoch(rec: dict) -> None:
+        # per-layer rates of the test evaluation (leansnn.evaluation), the NASFR's parts
+        rec["layer_rates"] = rec.get("test_layer_rates", {})
+        if main and not args.quiet:
+            per_win = (f" (per recording, {vote} vote; per window "
+                       f"{100 * rec.get('test_window_accuracy', float('nan')):.2f} %)"
+                       if vote else "")
+            print(f"epoch {rec['epoch']}/{args.epochs}: loss {rec['loss']:.4f}, train acc "
+                  f"{100 * rec['train_accuracy']:.2f} %, test acc "
+                  f"{100 * rec.get('test_accuracy', float('nan')):.2f} %{per_win}, NASFR "
+                  f"{rec.get('test_firing_rate', float('nan')):.4f}, "
+                  f"{rec['seconds']:.1f} s", flush=True)
+    return on_epoch
+
+
+def _final(hist: list[dict], net: Any, vote: str | None) -> dict:
+    last = hist[-1]
+    out = {"test_accuracy": last.get("test_accuracy"), "nasfr": last.get("test_firing_rate"),
+           "layer_rates": last.get("layer_rates"),
+           "parameters": sum(p.numel() for p in net.parameters())}
+    if vote:
+        out.update(vote=vote, test_window_accuracy=last.get("test_window_accuracy"))
+    return out
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Run the training described by ``args`` (see :func:`add_arguments`); return the report.
+
+    The report: ``{"config", "data" (data set and settings), "T", "history" (per epoch:
+    loss, train_accuracy, firing_rate, test_accuracy (per recording when voting),
+    test_window_accuracy (voting), test_firing_rate = NASFR, layer_rates = the test set's
+    per-layer rates, seconds), "final"}``; on ranks other than 0 of a distributed run, the
+    same with ``"final": None``.
+    """
     from leansnn import distributed as D
     from leansnn.train import TrainConfig, fit
 
@@ -127,62 +194,40 @@ def train(args: argparse.Namespace) -> dict:
     try:
         # rank 0 builds any data cache first, the others then read it
         if info.main:
-            train_set, test_set, data_kw = load_data(args, True)
+            train_set, test_set, io, choice = load_data(args, True)
         D.barrier()
         if not info.main:
-            train_set, test_set, data_kw = load_data(args, False)
-        model_kw: dict[str, Any] = dict(num_classes=10, T=args.T, **data_kw,
-                                        attention=None if args.attention == "none" else "asa")
-        if args.width is not None:
-            model_kw["width"] = args.width
-        if args.dropout is not None:
-            model_kw["dropout"] = args.dropout
-        torch.manual_seed(args.seed)
-        try:
-            net = ls.models.create(args.model, **model_kw)
-        except TypeError as e:  # an option this model does not take
-            raise ValueError(f"model {args.model!r} does not accept these options: {e}") from None
+            train_set, test_set, io, choice = load_data(args, False)
+        T = int(choice.settings.get("T") or args.T or 8)
+        vote = _vote(args, test_set)
+        net, model_kw = _build(args, io, T)
+        resume = bool(args.checkpoint) and not args.no_resume
+        _data.check_resume(net, args.checkpoint, resume)
         model = D.wrap(net, info)
         if info.distributed:
             train_set = D.ShardedData(train_set, info.rank, info.world_size)
         cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           weight_decay=args.weight_decay, schedule="cosine", min_lr=args.min_lr,
                           loss=args.loss, seed=args.seed, max_batches=args.max_batches,
-                          extra={"model": args.model, "data": args.data,
+                          augment="flip_crop" if args.augment == "flip_crop" else "none",
+                          extra={"model": args.model, "data": choice.record(), "vote": vote,
                                  "attention": args.attention, "world_size": info.world_size})
-
-        def on_epoch(rec: dict) -> None:
-            # per-layer rates of the test evaluation (leansnn.evaluation), the NASFR's parts
-            rec["layer_rates"] = rec.get("test_layer_rates", {})
-            if info.main and not args.quiet:
-                print(f"epoch {rec['epoch']}/{args.epochs}: loss {rec['loss']:.4f}, train acc "
-                      f"{100 * rec['train_accuracy']:.2f} %, test acc "
-                      f"{100 * rec.get('test_accuracy', float('nan')):.2f} %, NASFR "
-                      f"{rec.get('test_firing_rate', float('nan')):.4f}, "
-                      f"{rec['seconds']:.1f} s", flush=True)
-
         if info.main and not args.quiet:
-            print(f"train-snn: {args.model} (attention {args.attention}, T={args.T}) on "
-                  f"{args.data}: {len(train_set) * info.world_size} training / {len(test_set)} "
-                  f"test items, {info.world_size} process(es), device {info.device}", flush=True)
+            print(f"train-snn: {args.model} (attention {args.attention}, T={T}) on "
+                  f"{choice.describe()}: {len(train_set) * info.world_size} training / "
+                  f"{len(test_set)} test recordings, {info.world_size} process(es), device "
+                  f"{info.device}", flush=True)
         t0 = time.perf_counter()
-        res = fit(model, train_set, test_set, cfg, checkpoint=args.checkpoint,
-                  resume=bool(args.checkpoint) and not args.no_resume, device=info.device,
-                  progress=not args.quiet,
-                  on_epoch=on_epoch)
+        res = fit(model, train_set, test_set, cfg, checkpoint=args.checkpoint, resume=resume,
+                  device=info.device, progress=not args.quiet, vote=vote,
+                  on_epoch=_epoch_printer(args, info.main, vote))
         hist = res["history"]
         report: dict[str, Any] = {"config": {**vars(args), "model_kwargs": {
             k: (list(v) if isinstance(v, tuple) else v) for k, v in model_kw.items()},
-            "world_size": info.world_size}, "history": hist, "final": None,
-            "wall_seconds": time.perf_counter() - t0}
+            "world_size": info.world_size}, "data": choice.record(), "T": T,
+            "history": hist, "final": None, "wall_seconds": time.perf_counter() - t0}
         if info.main and hist:
-            last = hist[-1]
-            report["final"] = {
-                "test_accuracy": last.get("test_accuracy"),
-                "nasfr": last.get("test_firing_rate"),
-                "layer_rates": last.get("layer_rates"),
-                "parameters": sum(p.numel() for p in net.parameters()),
-            }
+            report["final"] = _final(hist, net, vote)
             if getattr(args, "out", None):
                 _save(args, net, report)
         return report
@@ -196,7 +241,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     f = report["final"]
     if not args.quiet:
-        print(f"test accuracy {100 * f['test_accuracy']:.2f} % | NASFR {f['nasfr']:.4f} | "
-              f"{f['parameters']} parameters", file=log_stream(args))
+        per_win = (f" per recording ({f['vote']} vote; {100 * f['test_window_accuracy']:.2f} "
+                   "% per window)" if f.get("vote") else "")
+        print(f"test accuracy {100 * f['test_accuracy']:.2f} %{per_win} | NASFR "
+              f"{f['nasfr']:.4f} | {f['parameters']} parameters", file=log_stream(args))
     write_json(args, report)
     return 0

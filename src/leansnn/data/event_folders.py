@@ -78,6 +78,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..base.voting import vote
 from .cache import (
     Stream,
     array_digest,
@@ -412,38 +413,6 @@ class EventWindows:
             rec = self.recording[w]
             yield (self.dataset._gather(rec, self.start[w]), self.labels[torch.from_numpy(w)],
                    torch.from_numpy(rec))
-
-
-def vote(scores: torch.Tensor, recording: torch.Tensor | np.ndarray,
-         num_recordings: int | None = None, how: str = "majority") -> torch.Tensor:
-    """One prediction per recording from per-window ``scores [W, K]``.
-
-    ``how="majority"``: each window votes for its ``argmax`` class, the class with most votes
-    wins (ties: the lowest class index); ``"sum"``: the class with the largest summed score.
-    ``recording [W]`` holds each window's recording index (``EventWindows.batches``' third
-    item); returns int64 ``[num_recordings]`` (default ``max(recording) + 1``); a recording
-    without windows gets -1.
-    """
-    scores = torch.as_tensor(scores)
-    recording = torch.as_tensor(np.asarray(recording), dtype=torch.int64).to(scores.device)
-    if scores.dim() != 2 or recording.shape != scores.shape[:1]:
-        raise ValueError(f"scores must be [W, K] and recording [W], got {tuple(scores.shape)} "
-                         f"and {tuple(recording.shape)}")
-    R = int(recording.max()) + 1 if num_recordings is None and recording.numel() else \
-        int(num_recordings or 0)
-    K = scores.shape[1]
-    if how == "majority":
-        votes = torch.nn.functional.one_hot(scores.argmax(1), K).to(torch.float64)
-    elif how == "sum":
-        votes = scores.to(torch.float64)
-    else:
-        raise ValueError(f"how must be 'majority' or 'sum', got {how!r}")
-    acc = torch.zeros(R, K, dtype=torch.float64, device=scores.device).index_add_(
-        0, recording, votes)
-    pred = acc.argmax(1)
-    seen = torch.zeros(R, dtype=torch.bool, device=scores.device)
-    seen[recording] = True
-    return torch.where(seen, pred, torch.full_like(pred, -1))
 
 
 # --- decoding, caching ------------------------------------------------------------------------
