@@ -36,7 +36,7 @@ def require_nir():
         import nir
     except ImportError as e:  # pragma: no cover - exercised only without the extra
         raise ImportError(
-            "NIR interchange needs the optional packages 'nir' and 'nirtorch'; install them "
+            "NIR interchange needs the optional package 'nir'; install it "
             'with: pip install "leansnn[nir]"'
         ) from e
     return nir
