@@ -9,6 +9,7 @@ not take is an error, never silently ignored):
 * ``--size S`` or ``--size H W`` (event frames; ``image_folder`` images),
 * ``--dt-ms D``, ``--by time|count`` (event sets), ``--T`` (the command's own: frames per
   window of event sets),
+* ``--test-fraction F`` (sets without an official split),
 * ``--skip-bad-files``, ``--workers N`` (sets read from folders of files),
 * ``--augment standard|cutout|flip_crop|none`` (training commands, static sets).
 
@@ -31,11 +32,12 @@ from typing import Any
 KIND_NAMES = {"static": "static image", "events": "event"}
 # command-line attribute -> loader setting (representation settings, recorded in checkpoints)
 _SETTING_FLAGS = {"T": ("T", "--T"), "size": ("size", "--size"), "dt_ms": ("dt_ms", "--dt-ms"),
-                  "by": ("by", "--by"), "noise_hz": ("noise_rate_hz", "--noise-hz")}
+                  "by": ("by", "--by"), "noise_hz": ("noise_rate_hz", "--noise-hz"),
+                  "test_fraction": ("test_fraction", "--test-fraction")}
 # run-time options (not recorded: they do not change what the data are)
 _RUNTIME_FLAGS = {"workers": ("workers", "--workers"),
                   "skip_bad_files": ("skip_bad_files", "--skip-bad-files")}
-RECORDED = ("T", "size", "dt_ms", "by", "noise_rate_hz")
+RECORDED = ("T", "size", "dt_ms", "by", "noise_rate_hz", "test_fraction")
 
 
 def names(kinds: tuple[str, ...]) -> list[str]:
@@ -64,6 +66,10 @@ def add_data_options(p: argparse.ArgumentParser, kinds: tuple[str, ...], *,
         p.add_argument("--by", default=None, choices=["time", "count"],
                        help="event sets: frames of equal time spans (default) or equal "
                             "event counts")
+    p.add_argument("--test-fraction", type=float, default=None, metavar="F",
+                   help="data sets without an official split (ncaltech101, cifar10_dvs, a flat "
+                        "image_folder): the last fraction F of each class is the test split "
+                        "(default 0.1)")
     p.add_argument("--skip-bad-files", action="store_true",
                    help="leave out files that fail to decode (listed in a warning) instead "
                         "of stopping with an error")
