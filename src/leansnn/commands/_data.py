@@ -296,7 +296,20 @@ def check_model(model: Any, io: dict, label: str, choice: DataChoice) -> None:
         mine = ", ".join(f"{k}={_fmt(got[k])}" for k in bad)
         theirs = ", ".join(f"{k}={_fmt(io[k])}" for k in bad)
         raise ValueError(f"{label} was built for {mine}, but --data {choice.name} gives "
-                         f"{theirs}; give the data set (and --size) it was trained on")
+                         f"{theirs}; {_hint(model, got)}")
+
+
+def _hint(model: Any, got: dict) -> str:
+    """Which ``--data`` to use: the recorded one, else the sets with the model's channels."""
+    from leansnn.data import DATASETS
+
+    stored = stored_data(model)
+    if stored is not None:
+        return f"it was trained on --data {stored['name']} (give that, and its --size)"
+    fit = [n for n, s in sorted(DATASETS.items())
+           if s.input_shape()[1 if s.kind == "events" else 0] == got.get("in_channels")]
+    return ("data sets with its input channels: " + ", ".join(f"--data {n}" for n in fit)
+            if fit else "give the data set (and --size) it was trained on")
 
 
 def _as_list(v: Any) -> list:
