@@ -37,7 +37,7 @@ def test_neuron_parameter_validation():
 
 
 def test_nan_potential_never_spikes_and_debug_mode_reports():
-    x = torch.tensor([[0.2], [float("nan")], [2.0]])
+    x = torch.tensor([[0.2], [float("nan")], [2.0]]).unsqueeze(-1)  # [T, B, F]
     s = ls.LIF(decay=0.5, threshold=1.0)(x)
     assert s.view(-1).tolist() == [0.0, 0.0, 0.0]  # NaN compares false; it then sticks
     ls.set_debug(True)

@@ -258,11 +258,11 @@ def test_parallel_neuron_golden_and_sorting():
 def test_serial_neuron_matches_leansnn_if():
     torch.manual_seed(0)
     th = 0.8
-    x = torch.rand(10, 7) * 1.5
+    x = torch.rand(10, 7, 1) * 1.5
     ref = ls.IF(threshold=th, reset="soft", v_init=th / 2)(x) * th
     assert torch.allclose(SerialIF(10, th)(x), ref)
     # golden: constant 0.3, theta 1, v0 0.5: u = .8, 1.1 (fire), .4, .7, 1.0 (fire)
-    s = SerialIF(5, 1.0)(torch.full((5, 1), 0.3))
+    s = SerialIF(5, 1.0)(torch.full((5, 1, 1), 0.3))
     assert s.flatten().tolist() == [0.0, 1.0, 0.0, 0.0, 1.0]
 
 

@@ -9,7 +9,7 @@ IMPLS = ["fused", "reference"]
 
 
 def run(neuron, xs):
-    x = torch.tensor(xs, dtype=torch.float64).view(-1, 1)
+    x = torch.tensor(xs, dtype=torch.float64).view(-1, 1, 1)
     s, u = neuron(x, return_potential=True)
     return s.view(-1).tolist(), u.view(-1).tolist()
 

@@ -14,6 +14,8 @@ CASES = [
     ls.surrogate.Sigmoid(alpha=4.0),
     ls.surrogate.ATan(alpha=2.0),
     ls.surrogate.Triangle(a=0.5),
+    ls.surrogate.FastSigmoid(slope=25.0),
+    ls.surrogate.FastSigmoid(slope=2.0),
 ]
 
 
@@ -58,3 +60,17 @@ def test_surrogate_validation_and_lookup():
     assert ls.surrogate.get({"name": "Rectangular", "a": 0.25}) == ls.surrogate.Rectangular(0.25)
     with pytest.raises(ValueError, match="unknown surrogate"):
         ls.surrogate.get("gauss")
+
+
+def test_fast_sigmoid_formula_and_config():
+    v = torch.tensor([0.0, 0.1, -0.2], dtype=torch.float64)
+    fs = ls.surrogate.FastSigmoid()
+    assert fs.slope == 25.0
+    expect = [1.0 / (25 * abs(x) + 1) ** 2 for x in v.tolist()]
+    assert fs.derivative(v).tolist() == pytest.approx(expect, rel=1e-15)
+    assert ls.surrogate.get(fs.to_config()) == fs
+    assert ls.surrogate.get("fastsigmoid") == fs
+    with pytest.raises(ValueError, match="slope must be"):
+        ls.surrogate.FastSigmoid(slope=-1)
+    lif = ls.LIF(decay=0.5, surrogate=ls.surrogate.FastSigmoid(slope=10))
+    assert type(lif)(**lif.to_config()).surrogate == ls.surrogate.FastSigmoid(slope=10)

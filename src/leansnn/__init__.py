@@ -26,12 +26,19 @@ _LAZY = {
     "analysis": ("leansnn.analysis", None),
     "interop": ("leansnn.interop", None),
     "train": ("leansnn.train", None),
+    "encoding": ("leansnn.encoding", None),
+    "distributed": ("leansnn.distributed", None),
 }
 
 __all__ = [
     "__version__", "LIF", "IF", "SpikingNeuron", "surrogate", "set_debug", "layers", "neuron",
     "data", "models", "save", "load", "load_checkpoint", *_LAZY,
 ]
+
+
+def __dir__() -> list[str]:
+    """Module attributes plus the lazily imported ones, for tab completion."""
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def __getattr__(name: str):

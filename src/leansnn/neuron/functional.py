@@ -9,6 +9,15 @@ One step, from :math:`h[-1] = v_\mathrm{init}` (or a carried state ``h0``):
     h[t] &= u[t]\,(1 - s[t]) + v_\mathrm{reset}\, s[t] \quad \text{(hard reset)} \\
     h[t] &= u[t] - \theta\, s[t] \quad \text{(soft reset)}
 
+or, with ``reset="subtract_after_decay"`` (snnTorch's ``reset_mechanism="subtract"``: the
+threshold is subtracted *after* the decay, one step late, so the state ``h`` is the
+unreset potential)
+
+.. math::
+
+    u[t] &= \lambda\, h[t-1] + k\, x[t] - \theta\, H(h[t-1] - \theta) \\
+    h[t] &= u[t]
+
 with decay :math:`\lambda` (dimensionless, ``decay``), input gain :math:`k` (``1`` when the
 decay is given directly, ``1/tau`` in the ``tau`` discretisation ``h + (x - h)/tau``),
 threshold :math:`\theta` and reset potential in the units of the input current. ``u`` is
@@ -33,8 +42,10 @@ from .surrogate import Surrogate
 
 __all__ = [
     "SpikeFn", "lif_reference", "lif", "check_sequence", "check_param_shapes", "IMPLEMENTATIONS",
-    "PARAM_NAMES",
+    "PARAM_NAMES", "RESETS",
 ]
+
+RESETS = ("hard", "soft", "subtract_after_decay")
 
 
 class SpikeFn(torch.autograd.Function):
@@ -134,15 +145,23 @@ def lif_reference(
         h = torch.zeros_like(x[0]) + v_init
     else:
         h = torch.full_like(x[0], float(v_init))
+    if reset not in RESETS:
+        raise ValueError(f"reset must be one of {RESETS}, got {reset!r}")
     spikes, pots = [], []
     for t in range(x.shape[0]):
-        u = decay * h + gain * x[t]
+        if reset == "subtract_after_decay":  # h is the unreset potential of the last step
+            r = SpikeFn.apply(h - threshold, surrogate)
+            u = decay * h + gain * x[t] - threshold * (r.detach() if detach_reset else r)
+        else:
+            u = decay * h + gain * x[t]
         s = SpikeFn.apply(u - threshold, surrogate)
         sr = s.detach() if detach_reset else s
         if reset == "hard":
             h = u * (1 - sr) + v_reset * sr
-        else:
+        elif reset == "soft":
             h = u - threshold * sr
+        else:
+            h = u
         spikes.append(s)
         pots.append(u)
     return torch.stack(spikes), torch.stack(pots), h

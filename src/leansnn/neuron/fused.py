@@ -433,6 +433,17 @@ def lif_fused(
     Scalar parameters (floats, 0-dim tensors; ``v_reset`` / ``v_init`` without gradient) run
     the scalar kernel; any parameter with a shape runs the per-element one.
     """
+    if reset == "subtract_after_decay":
+        from .fused_delayed import lif_subtract_after_decay
+
+        check_param_shapes(x.shape[1:], decay=decay, gain=gain, threshold=threshold,
+                           v_reset=v_reset, v_init=v_init)
+        return lif_subtract_after_decay(x, decay=decay, gain=gain, threshold=threshold,
+                                        v_init=v_init, h0=h0, detach_reset=detach_reset,
+                                        surrogate=surrogate, want_u=want_u,
+                                        want_state=want_state)
+    if reset not in ("hard", "soft"):
+        raise ValueError(f"reset must be 'hard', 'soft' or 'subtract_after_decay', got {reset!r}")
     if not (_scalar(decay) and _scalar(gain) and _scalar(threshold)
             and _scalar(v_reset, False) and _scalar(v_init, False)):
         check_param_shapes(x.shape[1:], decay=decay, gain=gain, threshold=threshold,

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from . import surrogate as sg
-from .functional import IMPLEMENTATIONS, check_sequence
+from .functional import IMPLEMENTATIONS, RESETS, check_sequence
 
 __all__ = [
     "LIFParams", "SpikingNeuron", "LIF", "IF", "set_debug", "NeuronOutput", "SpikesAndPotential",
@@ -73,7 +73,9 @@ class LIFParams:
     decay: leak factor lambda in [0, 1] per step (1 = no leak, IF).
     gain: input gain k > 0 (1, or 1/tau in the tau discretisation).
     threshold: firing threshold theta > 0.
-    reset: ``"hard"`` (to ``v_reset``) or ``"soft"`` (subtract theta).
+    reset: ``"hard"`` (to ``v_reset``), ``"soft"`` (subtract theta) or
+        ``"subtract_after_decay"`` (snnTorch's subtract: theta is subtracted from the next
+        step's potential, after the decay; the state is the unreset potential).
     v_reset: potential after a spike (hard reset).
     v_init: potential before the first step.
     detach_reset: stop the gradient through the reset term.
@@ -97,8 +99,8 @@ class LIFParams:
             v = getattr(self, name)
             if not isinstance(v, torch.Tensor):
                 _check_values(name, float(v) if isinstance(v, (int, float)) else v)
-        if self.reset not in ("hard", "soft"):
-            raise ValueError(f"reset must be 'hard' or 'soft', got {self.reset!r}")
+        if self.reset not in RESETS:
+            raise ValueError(f"reset must be one of {RESETS}, got {self.reset!r}")
         if not isinstance(self.surrogate, sg.Surrogate):
             raise ValueError(
                 f"surrogate must be a leansnn.surrogate.Surrogate, got {self.surrogate!r}"
@@ -173,7 +175,8 @@ class SpikingNeuron(nn.Module):
 
     * ``threshold`` -- the effective firing threshold theta;
     * ``decay``, ``gain`` -- leak lambda and input gain k of ``u = lambda h + k x``;
-    * ``reset`` -- ``"hard"`` or ``"soft"``; ``v_reset``, ``v_init``;
+    * ``reset`` -- ``"hard"``, ``"soft"`` or ``"subtract_after_decay"``; ``v_reset``,
+      ``v_init``;
     * ``spike_amplitude`` -- the value of one emitted spike (1 unless stated otherwise).
 
     Neurons that are not step-by-step LIF/IF dynamics (e.g. parallel conversion neurons) may
@@ -222,13 +225,31 @@ class SpikingNeuron(nn.Module):
         for fn in list(self._observers):
             fn(self, spikes, potential)
 
+    #: True for neurons whose step t depends only on steps 0..t (they have :meth:`step`)
+    causal: bool = False
+
+    def step(self, x_t: torch.Tensor, state=None):
+        """One time step ``(x_t [B, ...], state) -> (spikes [B, ...], state)``.
+
+        Causal neurons (:class:`LIF`, :class:`IF` and their subclasses) implement it. Others
+        refuse with ``NotImplementedError``: e.g. a parallel conversion neuron's output at
+        step t depends on the whole window's mean input, so it has no step-by-step form;
+        call the module on the whole window ``[T, B, ...]`` instead.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} is not causal (its step t depends on the whole window), so "
+            "it has no single-step form; call it on the whole window [T, B, ...]")
+
 
 class LIF(SpikingNeuron):
     r"""Multi-step leaky integrate-and-fire neuron on time-major input.
 
     ``u[t] = decay h[t-1] + gain x[t]``; ``s[t] = [u[t] >= threshold]``; hard reset
     ``h[t] = u[t] (1 - s[t]) + v_reset s[t]``, soft reset ``h[t] = u[t] - threshold s[t]``;
-    ``h[-1] = v_init`` (see :mod:`leansnn.neuron.functional`).
+    ``h[-1] = v_init`` (see :mod:`leansnn.neuron.functional`). ``reset="subtract_after_decay"``
+    is snnTorch's ``reset_mechanism="subtract"``: ``u[t] = decay h[t-1] + gain x[t] -
+    threshold s[t-1]``, ``h[t] = u[t]`` (the threshold is subtracted after the decay; with
+    ``detach_reset=True`` the gradients are snnTorch's too, whose reset is detached).
 
     Give either ``decay`` (gain 1, or ``gain=``) or ``tau`` (``decay = 1 - 1/tau``, input
     scaled by ``1/tau``); default ``tau=2``. ``decay``/``tau``, ``threshold``, ``v_reset``,
@@ -240,8 +261,12 @@ class LIF(SpikingNeuron):
     ``learn_threshold`` makes ``threshold`` an ``nn.Parameter`` of its shape.
 
     Shapes: ``x`` float ``[T, B, ...]`` -> spikes ``[T, B, ...]`` in {0., 1.}; see the module
-    docstring for ``return_potential`` / ``return_state`` and :meth:`step`.
+    docstring for ``return_potential`` / ``return_state`` and :meth:`step`. A 2-D input is
+    refused: ``[B, F]`` (one step) and ``[T, B]`` look alike; use :meth:`step` or
+    ``x.unsqueeze(0)`` for one step, ``x.unsqueeze(-1)`` for ``[T, B]``.
     """
+
+    causal = True
 
     def __init__(
         self,
@@ -264,8 +289,8 @@ class LIF(SpikingNeuron):
             raise ValueError("give either decay or tau, not both")
         if tau is not None and gain is not None:
             raise ValueError("gain goes with decay (tau sets the gain to 1/tau)")
-        if reset not in ("hard", "soft"):
-            raise ValueError(f"reset must be 'hard' or 'soft', got {reset!r}")
+        if reset not in RESETS:
+            raise ValueError(f"reset must be one of {RESETS}, got {reset!r}")
         if impl not in IMPLEMENTATIONS:
             raise ValueError(f"unknown impl {impl!r}; choose from {sorted(IMPLEMENTATIONS)}")
         self.tau_mode = decay is None
@@ -384,6 +409,13 @@ class LIF(SpikingNeuron):
     ):
         """Run a window ``x`` ``[T, B, ...]`` from ``v_init`` (or from the state ``h0``)."""
         check_sequence(x, f"{type(self).__name__} input")
+        if x.dim() == 2:
+            name = type(self).__name__
+            raise ValueError(
+                f"{name} input: got a 2-D tensor of shape {tuple(x.shape)}, which is ambiguous "
+                "(one step [B, F], or a window [T, B] without a feature axis). Multi-step "
+                "neurons take [T, B, ...]: for one step use the neuron's .step(x_t, state) "
+                "or x.unsqueeze(0); for a [T, B] window use x.unsqueeze(-1)")
         if _DEBUG["check_finite"] and not torch.isfinite(x).all():
             raise ValueError(f"{type(self).__name__}: input contains NaN or Inf")
         if h0 is not None and h0.shape != x.shape[1:]:

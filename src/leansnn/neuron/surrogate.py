@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Surrogate", "Rectangular", "Sigmoid", "ATan", "Triangle", "get"]
+__all__ = ["Surrogate", "Rectangular", "Sigmoid", "ATan", "Triangle", "FastSigmoid", "get"]
 
 
 class Surrogate:
@@ -127,7 +127,31 @@ class Triangle(Surrogate):
         return torch.add(inv_a, v.abs_(), alpha=-1.0 / (a * a), out=v).clamp_min_(0.0)
 
 
-_BY_NAME = {c.__name__.lower(): c for c in (Rectangular, Sigmoid, ATan, Triangle)}
+@dataclass(frozen=True)
+class FastSigmoid(Surrogate):
+    """Fast sigmoid (SuperSpike; snnTorch's ``surrogate.fast_sigmoid(slope=25)``):
+    ``df/dv = 1 / (slope |v| + 1)^2``.
+
+    Primitive: ``f(v) = v / (1 + slope |v|)`` (a rescaled fast sigmoid, odd around the
+    threshold). ``slope`` (default 25, snnTorch's) is in 1 / potential units; the derivative
+    peaks at 1 for ``v = 0``.
+    """
+
+    slope: float = 25.0
+
+    def __post_init__(self) -> None:
+        _positive("slope", self.slope)
+
+    def primitive(self, v: torch.Tensor) -> torch.Tensor:
+        # d/dv [v / (1 + k|v|)] = 1 / (1 + k|v|)^2
+        return v / (1 + self.slope * v.abs())
+
+    def derivative_(self, v: torch.Tensor) -> torch.Tensor:
+        v.abs_().mul_(self.slope).add_(1.0)
+        return v.mul_(v).reciprocal_()
+
+
+_BY_NAME = {c.__name__.lower(): c for c in (Rectangular, Sigmoid, ATan, Triangle, FastSigmoid)}
 
 
 def get(spec: Surrogate | dict | str) -> Surrogate:
