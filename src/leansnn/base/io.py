@@ -7,25 +7,104 @@ crash, Ctrl-C, a full disk) leaves either the old file or the new one, never a m
 
 from __future__ import annotations
 
+import errno
+import glob
 import json
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "write_text", "write_json_file"]
+__all__ = ["atomic_write", "write_text", "write_json_file", "remove_stale_temporaries",
+           "DiskFullError"]
+
+
+class DiskFullError(OSError):
+    """A write ran out of space (or quota); the previous file at the target is intact."""
+
+
+_STALE_AGE = 3600.0  # seconds after which a temporary file of a live process counts as stale
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove ``.<name>.*.tmp`` files beside ``path`` left by killed writes; return them.
+
+    A temporary file is stale when the process that wrote it (its pid is in the name) is
+    gone, when its name records no pid (older writers), or when it has not changed for an
+    hour; the temporaries of live writers are kept.
+    """
+    path = Path(path)
+    removed = []
+    now = time.time()
+    try:
+        siblings = list(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    except OSError:
+        return removed
+    for p in siblings:
+        middle = p.name[len(path.name) + 2:-4]
+        pid_text, dash, _ = middle.partition("-")
+        pid = int(pid_text) if dash and pid_text.isdigit() else None
+        try:
+            age = now - p.stat().st_mtime
+        except OSError:
+            continue
+        writing = pid is not None and (pid == os.getpid() or _pid_alive(pid))
+        if writing and age < _STALE_AGE:
+            continue  # another writer (thread or process) is still at work
+        try:
+            p.unlink()
+            removed.append(p)
+        except OSError:
+            pass
+    return removed
+
+
+def _write_error(e: BaseException, path: Path) -> BaseException:
+    """A clear error for a write that failed for lack of space, else ``e`` itself."""
+    full = isinstance(e, OSError) and e.errno in _FULL
+    text = str(e)
+    if isinstance(e, RuntimeError) and ("write failed" in text or "No space" in text):
+        full = True
+    if not full:
+        return e
+    try:
+        free = f" ({shutil.disk_usage(path.parent).free / 1e6:.1f} MB free)"
+    except OSError:
+        free = ""
+    err = DiskFullError(errno.ENOSPC, f"cannot write {path}: no space left on the device"
+                        f"{free}; the previous file (if any) is intact; free some space or "
+                        "write elsewhere")
+    return err
 
 
 def atomic_write(path: str | os.PathLike, write_fn: Callable[[str], Any]) -> Path:
     """Call ``write_fn(tmp_path)`` then atomically rename ``tmp_path`` to ``path``.
 
-    The temporary file lives beside ``path`` (same file system, so the rename is atomic);
-    it is removed again if ``write_fn`` raises. Returns ``path`` as a ``Path``.
+    The temporary file ``.<name>.<pid>-<random>.tmp`` lives beside ``path`` (same file
+    system, so the rename is atomic); it is removed again if ``write_fn`` raises, and the
+    temporaries of earlier writes that were killed are removed before writing. A full disk
+    raises :class:`DiskFullError` (an ``OSError``) and leaves the old file intact. Returns
+    ``path`` as a ``Path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp",
+                               dir=path.parent)
     os.close(fd)
     try:
         write_fn(tmp)
@@ -36,10 +115,13 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[str], Any]) -> Pat
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+        err = _write_error(e, path)
+        if err is e:
+            raise
+        raise err from None
     return path
 
 
