@@ -1,8 +1,12 @@
 """Multi-process data-parallel training (PyTorch DDP) for ``torchrun``.
 
-Start any training script or ``leansnn train-snn`` under torchrun::
+Start any training script or ``leansnn train-snn`` / ``train-ann`` under torchrun::
 
-    torchrun --standalone --nproc_per_node 2 -m leansnn train-snn --model lif_snn_a ...
+    torchrun --standalone --nproc-per-node 2 -m leansnn train-snn --model lif_snn_a ...
+
+(several machines: the same on each with ``--nnodes N --node-rank I --master-addr HOST
+--master-port PORT`` or ``--rdzv-backend c10d --rdzv-endpoint HOST:PORT --rdzv-id ID``
+instead of ``--standalone``; see docs/cli.md).
 
 :func:`init` reads torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
 ``MASTER_ADDR``, ``MASTER_PORT``) and joins the process group: gloo on CPU, NCCL on GPU
@@ -15,7 +19,9 @@ slices, one per rank. Gradients are averaged over ranks by DDP, so ``world_size`
 with per-rank batch ``b`` take the same optimizer steps as one process with batch
 ``b * world_size`` -- exactly, for models without batch norm; batch norm normalises with
 per-rank statistics (the usual DDP behaviour; ``wrap(..., sync_bn=True)`` synchronises them on
-GPU, where ``torch.nn.SyncBatchNorm`` is supported).
+GPU, where ``torch.nn.SyncBatchNorm`` is supported). Running statistics are averaged over
+ranks after every epoch (:func:`average_buffers`), so every rank ends with the same
+parameters and buffers and the checkpoint holds the mean, not rank 0's share.
 
 :func:`leansnn.train.fit` is DDP-aware: only rank 0 shows progress, evaluates the test set and
 writes checkpoints; per-epoch training loss, accuracy and firing rate are summed over ranks.
@@ -33,7 +39,8 @@ import torch.distributed as dist
 from torch import nn
 
 __all__ = ["DistInfo", "init", "cleanup", "is_distributed", "rank", "world_size", "is_main",
-           "wrap", "unwrap", "ShardedData", "barrier"]
+           "wrap", "unwrap", "ShardedData", "barrier", "average_buffers", "add_distributed_args",
+           "prepare"]
 
 
 @dataclass(frozen=True)
@@ -133,7 +140,9 @@ def wrap(model: nn.Module, info: DistInfo, sync_bn: bool = False) -> nn.Module:
         return model
     if sync_bn:
         if not info.device.startswith("cuda"):
-            raise ValueError("sync_bn needs CUDA (torch.nn.SyncBatchNorm does not run on CPU)")
+            raise ValueError("--sync-bn needs CUDA (torch.nn.SyncBatchNorm does not run on "
+                             "CPU); on CPU the running statistics are averaged over processes "
+                             "after every epoch, batch statistics stay per process")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [info.local_rank] if info.device.startswith("cuda") else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
@@ -142,6 +151,43 @@ def wrap(model: nn.Module, info: DistInfo, sync_bn: bool = False) -> nn.Module:
 def unwrap(model: nn.Module) -> nn.Module:
     """The module inside a DDP wrapper (or ``model`` itself)."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def average_buffers(model: nn.Module) -> None:
+    """Make every buffer equal on all ranks: floating ones (batch-norm running mean and
+    variance) become their mean over ranks, the others (``num_batches_tracked``) rank 0's.
+    :func:`leansnn.train.fit` calls it after every training epoch. No-op in one process."""
+    if not is_distributed():
+        return
+    ws = dist.get_world_size()
+    with torch.no_grad():
+        for b in unwrap(model).buffers():
+            if b.is_floating_point():
+                dist.all_reduce(b)
+                b.div_(ws)
+            else:
+                dist.broadcast(b, 0)
+
+
+def add_distributed_args(parser: Any) -> None:
+    """The options of a training command that runs under ``torchrun``: ``--sync-bn``."""
+    parser.add_argument(
+        "--sync-bn", action="store_true",
+        help="under torchrun on CUDA: batch norm normalises with the statistics of the global "
+             "batch (torch.nn.SyncBatchNorm) instead of each process's share; without it "
+             "(and always on CPU) the running statistics are averaged over processes after "
+             "every epoch")
+
+
+def prepare(model: nn.Module, train_data: Any, info: DistInfo,
+            sync_bn: bool = False) -> tuple[nn.Module, Any]:
+    """``(wrap(model, info, sync_bn), this rank's share of train_data)`` -- what a training
+    command does between :func:`init` and :func:`leansnn.train.fit`. In one process: the
+    model on ``info.device`` and the data unchanged."""
+    wrapped = wrap(model, info, sync_bn=sync_bn)
+    if info.distributed:
+        train_data = ShardedData(train_data, info.rank, info.world_size)
+    return wrapped, train_data
 
 
 class ShardedData:

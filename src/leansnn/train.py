@@ -21,14 +21,17 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from . import distributed as D
 from .base.batching import BatchError, iter_batches, num_batches
+from .base.io import write_text
+from .base.progress import progress as progress_display
 from .checkpoint import load_checkpoint, save
 from .evaluation import SpikeCounter, evaluate, evaluate_votes, rate_output
 from .layers import check_finite
 
-__all__ = ["TrainConfig", "fit", "evaluate", "seed_all"]
+__all__ = ["TrainConfig", "fit", "evaluate", "seed_all", "metrics_path", "MetricsLog",
+           "TensorBoardMissing"]
 
 
 def seed_all(seed: int) -> None:
@@ -117,14 +120,7 @@ def _set_rng_state(st: dict) -> None:
     np.random.set_state(("MT19937", st["numpy"].numpy().astype(np.uint32), st["numpy_pos"]))
 
 
-def _dist_rank() -> int:
-    """Rank in the torchrun process group (0 without one); see :mod:`leansnn.distributed`."""
-    d = torch.distributed
-    return d.get_rank() if d.is_available() and d.is_initialized() else 0
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+_unwrap = D.unwrap
 
 
 def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -141,9 +137,10 @@ def _train_epoch(model: nn.Module, data: Any, cfg: TrainConfig, opt: torch.optim
     model.train()
     tot_loss = correct = n = 0.0
     limits = dict(drop_last=True, max_batches=cfg.max_batches)
-    bar = tqdm(iter_batches(data, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch, **limits),
-               total=num_batches(data, cfg.batch_size, **limits),
-               desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+    bar = progress_display(
+        iter_batches(data, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch, **limits),
+        total=num_batches(data, cfg.batch_size, **limits), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        quiet=not progress, unit="batch")
     with SpikeCounter(model) as sc:
         for i, b in enumerate(bar):
             if b.y is None:
@@ -168,14 +165,113 @@ def _train_epoch(model: nn.Module, data: Any, cfg: TrainConfig, opt: torch.optim
                     post["rate"] = f"{sc.rate:.3f}"
                 bar.set_postfix(post)
     bar.close()
-    spikes, slots = sc.spikes, sc.slots
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        tot = torch.tensor([tot_loss, correct, n, spikes, slots], dtype=torch.float64,
-                           device=device)
-        torch.distributed.all_reduce(tot)
-        tot_loss, correct, n, spikes, slots = tot.tolist()
+    names = list(sc.layers)
+    tot = [tot_loss, correct, n, sc.spikes, sc.slots]
+    tot += [v for k in names for v in (sc.layers[k].spikes, sc.layers[k].slots)]
+    if D.is_distributed():
+        t = torch.tensor(tot, dtype=torch.float64, device=device)
+        torch.distributed.all_reduce(t)
+        tot = t.tolist()
+        D.average_buffers(model)  # batch-norm running statistics: the mean over ranks
+    tot_loss, correct, n, spikes, slots = tot[:5]
+    per = tot[5:]
     return {"loss": tot_loss / max(n, 1), "train_accuracy": correct / max(n, 1),
-            "firing_rate": spikes / slots if slots else float("nan")}
+            "firing_rate": spikes / slots if slots else float("nan"),
+            "train_layer_rates": {k: per[2 * i] / per[2 * i + 1] if per[2 * i + 1] else None
+                                  for i, k in enumerate(names)}}
+
+
+class TensorBoardMissing(ValueError, ImportError):
+    """``tensorboard_dir`` was given but the ``tensorboard`` package is not installed."""
+
+
+def metrics_path(path: str | Path) -> Path:
+    """The per-epoch CSV beside a checkpoint (or model) file: ``run.lsnn`` ->
+    ``run.metrics.csv``, ``ann.lsnn.train`` -> ``ann.lsnn.metrics.csv``."""
+    p = Path(path)
+    return p.with_suffix(".metrics.csv") if p.suffix else p.with_name(p.name + ".metrics.csv")
+
+
+def _flat(rec: dict) -> dict:
+    """One epoch's record as flat scalar columns: nested per-layer rates become
+    ``train_rate/<layer>`` and ``test_rate/<layer>``; NaN and None become empty cells."""
+    out: dict = {}
+    for k, v in rec.items():
+        if isinstance(v, dict):
+            prefix = {"train_layer_rates": "train_rate", "test_layer_rates": "test_rate"}.get(
+                k, k)
+            for name, r in v.items():
+                out[f"{prefix}/{name}"] = r
+        elif isinstance(v, (int, float)) or v is None:
+            out[k] = v
+    return out
+
+
+class MetricsLog:
+    """Per-epoch metrics to a CSV (rewritten atomically from the whole history every epoch,
+    so a resumed run never duplicates rows) and, with ``tensorboard_dir``, to TensorBoard
+    (scalars under the same names; a resumed run purges the events after its last epoch)."""
+
+    def __init__(self, csv_path: str | Path | None, tensorboard_dir: str | Path | None = None,
+                 start_epoch: int = 0) -> None:
+        self.csv_path = Path(csv_path) if csv_path is not None else None
+        self.writer = None
+        if tensorboard_dir is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise TensorBoardMissing(
+                    "TensorBoard logging needs the tensorboard package: "
+                    "pip install 'leansnn[tensorboard]' (or pip install tensorboard)") from None
+            self.writer = SummaryWriter(str(tensorboard_dir), purge_step=start_epoch + 1)
+
+    def write(self, history: list[dict]) -> None:
+        rows = [_flat(r) for r in history]
+        if self.csv_path is not None and rows:
+            cols: list[str] = []
+            for r in rows:
+                cols += [k for k in r if k not in cols]
+            lines = [",".join(cols)] + [",".join(_cell(r.get(c)) for c in cols) for r in rows]
+            write_text(self.csv_path, "\n".join(lines) + "\n")
+        if self.writer is not None and rows:
+            last = rows[-1]
+            for k, v in last.items():
+                if k != "epoch" and isinstance(v, (int, float)) and v == v:
+                    self.writer.add_scalar(k, v, int(last["epoch"]))
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _cell(v: Any) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+def _resume(checkpoint: str | Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
+            device: Any) -> tuple[int, list[dict]]:
+    ck = load_checkpoint(checkpoint, map_location=device)
+    _unwrap(model).load_state_dict(ck["state_dict"])
+    opt.load_state_dict(ck["optimizer"])
+    if sched is not None and "scheduler" in ck:
+        sched.load_state_dict(ck["scheduler"])
+    _set_rng_state(ck["rng"])
+    return int(ck["epoch"]), list(ck["meta"]["meta"].get("history", []))
+
+
+def _test(model: nn.Module, test_data: Any, cfg: TrainConfig, device: Any, progress: bool,
+          vote: str | None) -> dict:
+    run = evaluate if vote is None else partial(evaluate_votes, how=vote)
+    ev = run(_unwrap(model), test_data, batch_size=max(cfg.batch_size, 256), device=device,
+             progress=progress, desc="test")
+    rec = {"test_accuracy": ev["accuracy"], "test_firing_rate": ev["firing_rate"]}
+    if vote is not None:
+        rec["test_window_accuracy"] = ev["window_accuracy"]
+    rec["test_layer_rates"] = ev["layer_rates"]
+    return rec
 
 
 def fit(
@@ -190,6 +286,8 @@ def fit(
     progress: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
     vote: str | None = None,
+    metrics_csv: str | Path | bool | None = None,
+    tensorboard_dir: str | Path | None = None,
 ) -> dict:
     """Train ``model`` and return ``{"history": [per-epoch dicts], "model": model}``.
 
@@ -197,63 +295,68 @@ def fit(
     reads; training batches need labels (an ``(x, y)`` pair, ``TensorDataset(x, y)``, a
     labelled data set or loader). ``config.max_batches`` limits the batches per epoch.
     Each epoch's dict holds ``epoch, loss, train_accuracy, firing_rate`` (spikes per neuron
-    and step during training), ``test_accuracy, test_firing_rate, test_layer_rates``
-    (:func:`leansnn.evaluation.evaluate` on ``test_data``) ``, seconds``. ``vote``
-    (``"majority"`` or ``"sum"``; event data sets with ``windows()``) tests with the ASA
-    paper's protocol instead (:func:`leansnn.evaluation.evaluate_votes`): ``test_accuracy``
-    per recording, ``test_window_accuracy`` per window. With
-    ``checkpoint`` a resumable checkpoint is written
-    atomically after every epoch; with ``resume=True`` and an existing checkpoint the run
-    continues where it stopped (model, optimizer, scheduler, epoch and random state).
-    Under DDP (:mod:`leansnn.distributed`) only rank 0 shows progress, evaluates and writes
-    the checkpoint; the training figures are summed over ranks.
+    and step during training), ``train_layer_rates`` (per spiking layer), ``lr`` (the
+    learning rate of the epoch), ``test_accuracy, test_firing_rate, test_layer_rates``
+    (:func:`leansnn.evaluation.evaluate` on ``test_data``) ``, seconds`` (training) and
+    ``test_seconds``. ``vote`` (``"majority"`` or ``"sum"``; event data sets with ``windows()``)
+    tests with the ASA paper's protocol instead (:func:`leansnn.evaluation.evaluate_votes`):
+    ``test_accuracy`` per recording, ``test_window_accuracy`` per window. With
+    ``checkpoint`` a resumable checkpoint is written atomically after every epoch; with
+    ``resume=True`` and an existing checkpoint the run continues where it stopped (model,
+    optimizer, scheduler, epoch and random state).
+
+    Logs: the history goes to the CSV ``metrics_csv`` after every epoch (default
+    :func:`metrics_path` of ``checkpoint`` when there is one; ``False``: none), and to
+    TensorBoard under ``tensorboard_dir`` (needs ``pip install 'leansnn[tensorboard]'``).
+    ``progress=False`` hides the progress display (:mod:`leansnn.base.progress`: a bar on a
+    terminal, plain lines otherwise). Under DDP (:mod:`leansnn.distributed`) only rank 0
+    shows progress, evaluates and writes checkpoint and logs; the training figures are
+    summed over ranks and batch-norm running statistics averaged over ranks every epoch.
     """
     cfg = config or TrainConfig()
-    main = _dist_rank() == 0
+    main = D.rank() == 0
     progress = progress and main
     model.to(device)
     opt = _make_optimizer(model, cfg)
-    steps = cfg.epochs
-    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=cfg.min_lr)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.min_lr)
              if cfg.schedule == "cosine" else None)
     history: list[dict] = []
     start = 0
     seed_all(cfg.seed)
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        ck = load_checkpoint(checkpoint, map_location=device)
-        _unwrap(model).load_state_dict(ck["state_dict"])
-        opt.load_state_dict(ck["optimizer"])
-        if sched is not None and "scheduler" in ck:
-            sched.load_state_dict(ck["scheduler"])
-        start = int(ck["epoch"])
-        history = list(ck["meta"]["meta"].get("history", []))
-        _set_rng_state(ck["rng"])
+        start, history = _resume(checkpoint, model, opt, sched, device)
         if progress:
             print(f"resumed from {checkpoint} after epoch {start}")
+    if metrics_csv is None or metrics_csv is True:
+        metrics_csv = metrics_path(checkpoint) if checkpoint is not None else None
+    log = MetricsLog(metrics_csv or None, tensorboard_dir, start) if main else None
     aug_g = torch.Generator().manual_seed(cfg.seed + 1)
-    for epoch in range(start, cfg.epochs):
-        aug_g.manual_seed(cfg.seed + 1 + 1000 * epoch)
-        t0 = time.perf_counter()
-        rec = {"epoch": epoch + 1, **_train_epoch(model, train_data, cfg, opt, epoch, aug_g,
-                                                  device, progress)}
-        if sched is not None:
-            sched.step()
-        rec["seconds"] = time.perf_counter() - t0
-        if test_data is not None and main:
-            run = evaluate if vote is None else partial(evaluate_votes, how=vote)
-            ev = run(_unwrap(model), test_data, batch_size=max(cfg.batch_size, 256),
-                     device=device, progress=progress, desc="test")
-            rec["test_accuracy"], rec["test_firing_rate"] = ev["accuracy"], ev["firing_rate"]
-            if vote is not None:
-                rec["test_window_accuracy"] = ev["window_accuracy"]
-            rec["test_layer_rates"] = ev["layer_rates"]
-        history.append(rec)
-        if checkpoint is not None and main:
-            state = {"optimizer": opt.state_dict(), "epoch": epoch + 1, "rng": _rng_state()}
+    try:
+        for epoch in range(start, cfg.epochs):
+            aug_g.manual_seed(cfg.seed + 1 + 1000 * epoch)
+            t0 = time.perf_counter()
+            lr = float(opt.param_groups[0]["lr"])
+            rec = {"epoch": epoch + 1, **_train_epoch(model, train_data, cfg, opt, epoch, aug_g,
+                                                      device, progress), "lr": lr}
             if sched is not None:
-                state["scheduler"] = sched.state_dict()
-            save(_unwrap(model), checkpoint,
-                 meta={"train_config": asdict(cfg), "history": history}, **state)
-        if on_epoch is not None:
-            on_epoch(rec)
+                sched.step()
+            rec["seconds"] = time.perf_counter() - t0
+            if test_data is not None and main:
+                t1 = time.perf_counter()
+                rec.update(_test(model, test_data, cfg, device, progress, vote))
+                rec["test_seconds"] = time.perf_counter() - t1
+            history.append(rec)
+            if checkpoint is not None and main:
+                state = {"optimizer": opt.state_dict(), "epoch": epoch + 1, "rng": _rng_state()}
+                if sched is not None:
+                    state["scheduler"] = sched.state_dict()
+                save(_unwrap(model), checkpoint,
+                     meta={"train_config": asdict(cfg), "history": history}, **state)
+            if log is not None:
+                log.write(history)
+            if on_epoch is not None:
+                on_epoch(rec)
+    finally:
+        if log is not None:
+            log.close()
     return {"history": history, "model": model}
