@@ -152,7 +152,8 @@ def test_analyze_uses_the_stored_settings(nmnist_root, tmp_path, capsys):  # noq
     cap = capsys.readouterr()
     assert "nmnist (T=4, size=32x32, dt_ms=40.0" in cap.err
     assert "from the checkpoint" in cap.err and "sum vote" in cap.err
-    res = json.loads(cap.out)
+    res = json.loads(cap.out)["models"][0]
+    assert res["data"]["name"] == "nmnist" and res["data"]["from"]["dt_ms"] == "checkpoint"
     assert res["accuracy"] == pytest.approx(trained["test_accuracy"])
     assert res["window_accuracy"] == pytest.approx(trained["test_window_accuracy"])
     assert res["monitor"]["nasfr"] == pytest.approx(trained["nasfr"])

@@ -46,7 +46,7 @@ def test_analyze_two_checkpoints_writes_report_and_json(checkpoints, tmp_path, c
                  "--max-images", "24", "--batch-size", "16", "--json",
                  "--labels", "base", "low-threshold"])
     assert code == 0
-    stats = json.loads(capsys.readouterr().out)
+    stats = json.loads(capsys.readouterr().out)["models"]
     assert [s["label"] for s in stats] == ["base", "low-threshold"]
     for s in stats:
         assert s["inputs"] == 24
@@ -65,7 +65,7 @@ def test_analyze_two_checkpoints_writes_report_and_json(checkpoints, tmp_path, c
     # self-contained: every image inline, nothing fetched from elsewhere
     assert html.count("data:image/png;base64,") == len(figs)
     assert "src='figures" not in html and "http" not in html
-    assert json.loads((out / "metrics.json").read_text())[0]["label"] == "base"
+    assert json.loads((out / "metrics.json").read_text())["models"][0]["label"] == "base"
     assert ((out / "report.md").stat().st_mode & 0o777) == 0o644
 
 
@@ -93,7 +93,8 @@ def test_analyze_from_tensors_matches_monitor_and_energy(tmp_path):
     assert res["monitor"]["nasfr"] == pytest.approx(mon.summary()["nasfr"])
     assert res["energy"]["sops"] == pytest.approx(energy(model, [(x, y)])["sops"])
     p = write_metrics([res], tmp_path)
-    assert json.loads(p.read_text())["label"] == "tiny"
+    js = json.loads(p.read_text())   # one schema for one model or two
+    assert js["schema"] == "leansnn.analysis/2" and js["models"][0]["label"] == "tiny"
     assert (p.stat().st_mode & 0o777) == 0o644
 
 
@@ -148,7 +149,7 @@ def test_analyze_converts_an_ann_checkpoint(tmp_path, capsys):
     code = main(["analyze", str(ck), str(ck), "--convert", "serial", "parallel", "--T", "2",
                  "--out", str(tmp_path / "rep"), "--max-images", "8", "--json", "--no-report"])
     assert code == 0
-    stats = json.loads(capsys.readouterr().out)
+    stats = json.loads(capsys.readouterr().out)["models"]
     assert [s["label"] for s in stats] == ["ann (serial, T=2)", "ann (parallel, T=2)"]
     kinds = {s["monitor"]["layers"][n]["type"] for s in stats for n in s["monitor"]["layers"]}
     assert kinds == {"SerialIF", "ParallelIF"}

@@ -2,12 +2,18 @@
 
 A command module defines ``NAME``, ``HELP``, ``EXAMPLE``, ``add_arguments(parser)`` and
 ``run(args) -> int``. Errors a user can fix (missing files, bad names, missing data) are
-``ValueError``/``OSError`` subclasses: they are printed as one line, exit code 2.
+``ValueError``/``OSError`` subclasses (leansnn's ``CheckpointError``, ``DataError``,
+``BatchError``, ``ConversionError``, ``NIRExportError``, ...): :func:`main` prints them as
+one line ``leansnn COMMAND: error: ...`` and returns 2, as it does for running out of memory
+(naming ``--T`` and ``--batch-size``) and for torch's shape and dtype errors raised while a
+model runs on the data. Anything else is a bug: a traceback and exit code 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
 import pkgutil
 import sys
@@ -25,6 +31,18 @@ def _command_modules() -> list:
     return mods
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the example's layout and shows every option's default (unless its help text
+    already says it, or there is none)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or action.default in (None, False, argparse.SUPPRESS)
+                or action.option_strings == [] or action.nargs == 0):
+            return text
+        return text + " (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -38,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(
             mod.NAME, help=mod.HELP, description=mod.HELP,
             epilog=f"example:\n  {mod.EXAMPLE}",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=HelpFormatter,
         )
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
@@ -52,13 +70,59 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if getattr(args, "json", None) == "-":   # stdout is for the JSON alone
+            args._stdout = sys.stdout
+            with contextlib.redirect_stdout(sys.stderr):
+                return int(args._run(args) or 0)
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         print("leansnn: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError) as e:
-        print(f"leansnn {args.command}: error: {e}", file=sys.stderr)
+    except Exception as e:  # noqa: BLE001 - user mistakes become one line, bugs re-raise
+        msg = user_error(e)
+        if msg is None:
+            raise
+        print(f"leansnn {args.command}: error: {msg}", file=sys.stderr)
         return 2
+
+
+_MEMORY = ("not enough memory", "DefaultCPUAllocator", "out of memory", "CUDA out of memory",
+           "can't allocate memory")
+_TORCH_INPUT = ("size mismatch", "shapes cannot be multiplied", "Expected input", "expected input",
+                "Given groups", "must match the size", "expected scalar type", "Input type",
+                "should be the same", "Expected 3D", "Expected 4D", "Expected 5D",
+                "Kernel size can't be greater", "Calculated padded input size",
+                "output size is too small", "invalid for input of size",
+                "must have the same dtype", "doesn't match the broadcast shape")
+_OS_HINT = {errno.ENOSPC: "the disk is full; free space or write elsewhere (--out)",
+            errno.EDQUOT: "disk quota exceeded; free space or write elsewhere (--out)",
+            errno.EACCES: "permission denied", errno.EROFS: "read-only file system"}
+
+
+def user_error(e: BaseException) -> str | None:
+    """The one-line message for an exception a user can fix, None for a bug."""
+    text = str(e).strip()
+    first = text.splitlines()[0] if text else type(e).__name__
+    if isinstance(e, MemoryError) or (isinstance(e, RuntimeError)
+                                      and any(m in text for m in _MEMORY)):
+        return ("out of memory (" + first[:160] + "); use a smaller --T or --batch-size "
+                "(or fewer --test-images)")
+    if isinstance(e, OSError) and not isinstance(e, (ValueError,)):
+        where = e.filename if getattr(e, "filename", None) else None
+        hint = _OS_HINT.get(e.errno or -1)
+        if hint:
+            return f"{where}: {hint}" if where else f"{hint} ({first})"
+        return first if e.errno is None or where is None else \
+            f"{where}: {e.strerror or first}"
+    if isinstance(e, ImportError) and "install" in text:   # an optional extra is missing
+        return first
+    if isinstance(e, ValueError):
+        # leansnn's messages are one line, or a list (a headline, then one item per line)
+        return text or type(e).__name__
+    if isinstance(e, RuntimeError) and any(m in text for m in _TORCH_INPUT):
+        return (f"the model cannot run on this input ({first[:200]}); check that --data, "
+                "--size and --T match what the model was trained on")
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

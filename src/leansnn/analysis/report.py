@@ -70,15 +70,32 @@ def analyze(model: nn.Module, data: Any, label: str = "model", *, batch_size: in
     }
 
 
+JSON_SCHEMA = "leansnn.analysis/2"
+
+
 def to_json(results: list[dict]) -> str:
-    """All metrics of :func:`analyze` results as JSON text (captured tensors left out)."""
+    """All metrics of :func:`analyze` results as strict JSON text (captured tensors left
+    out; NaN and infinities as ``null``), one schema for any number of models:
+    ``{"schema": "leansnn.analysis/2", "models": [result, ...]}``."""
     clean = [{k: v for k, v in r.items() if k != "captured"} for r in results]
-    return json.dumps(clean[0] if len(clean) == 1 else clean, indent=1, default=_jsonable)
+    return json.dumps(_strict({"schema": JSON_SCHEMA, "models": clean}), indent=1,
+                      allow_nan=False)
 
 
-def _jsonable(v: Any) -> Any:
+def _strict(v: Any) -> Any:
+    """``v`` as plain JSON data: tensors as lists, tuples as lists, non-finite floats None."""
     if isinstance(v, torch.Tensor):
-        return v.tolist()
+        v = v.tolist()
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {str(k): _strict(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_strict(x) for x in v]
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    if hasattr(v, "item") and type(v).__module__.split(".")[0] == "numpy":
+        return _strict(v.item())
     raise TypeError(f"not JSON-able: {type(v).__name__}")
 
 

@@ -1,14 +1,19 @@
 """Options every ``leansnn`` sub-command spells the same way, and their handling.
 
 ``--device cpu|cuda`` (``auto`` where a command offers it), ``--seed N``, ``--threads N``,
-``--json [PATH]`` (no PATH or ``-``: standard output) and ``--root DIR`` (the data set's
-folder). ``--data NAME`` and the data settings flags are in :mod:`._data`.
+``--json [PATH]`` (no PATH or ``-``: standard output; strict JSON: no NaN or Infinity, which
+become ``null``), ``--quiet`` (no progress bars; results are always printed) and ``--root DIR``
+(the data set's folder). ``--data NAME`` and the data settings flags are in :mod:`._data`.
+:func:`load_model` loads a checkpoint and checks its kind (ANN, directly trained SNN,
+converted SNN) against what a command takes, naming the fix.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +36,8 @@ def add_common(p: argparse.ArgumentParser, *, device_auto: bool = False, seed: i
         p.add_argument("--seed", type=int, default=seed,
                        help="random seed (data subsets, initialisation; default %(default)s)")
     p.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH", help=json_help)
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars or per-step lines (the results are still printed)")
     if root:
         p.add_argument("--root", default=None, metavar="DIR", help=ROOT_HELP)
 
@@ -53,14 +60,45 @@ def log_stream(args: argparse.Namespace):
     return sys.stderr if getattr(args, "json", None) == "-" else sys.stdout
 
 
+def progress(args: argparse.Namespace) -> bool:
+    """Whether to show progress bars: not with ``--quiet``, nor when JSON goes to stdout."""
+    return not getattr(args, "quiet", False) and getattr(args, "json", None) != "-"
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` as strict JSON data: non-finite floats become ``None``, tensors and numpy
+    values plain numbers/lists, tuples lists, paths strings; keys starting with ``_`` are left
+    out. Anything else (a function, a module) is a bug: ``TypeError``."""
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items() if not str(k).startswith("_")}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    tolist = getattr(obj, "tolist", None)   # torch tensors, numpy arrays and scalars
+    if callable(tolist) and type(obj).__module__.split(".")[0] in ("torch", "numpy"):
+        return jsonable(tolist())
+    raise TypeError(f"not JSON data: {type(obj).__name__} {obj!r:.60}")
+
+
+def dumps(obj: Any) -> str:
+    """Strict JSON text of ``obj`` (see :func:`jsonable`)."""
+    return json.dumps(jsonable(obj), indent=1, allow_nan=False)
+
+
 def write_json(args: argparse.Namespace, obj: Any) -> None:
-    """Write ``obj`` as JSON where ``--json`` says (stdout for ``-``; atomically to a file)."""
+    """Write ``obj`` as strict JSON where ``--json`` says (stdout for ``-``; atomically to a
+    file)."""
     target = getattr(args, "json", None)
     if not target:
         return
-    text = json.dumps(obj, indent=1, default=str)
+    text = dumps(obj)
     if target == "-":
-        print(text)
+        print(text, file=getattr(args, "_stdout", None) or sys.stdout, flush=True)
         return
     from leansnn.base.io import atomic_write
 
@@ -76,3 +114,60 @@ def positive(args: argparse.Namespace, *names: str) -> None:
         if bad:
             flag = "--" + name.replace("_", "-")
             raise ValueError(f"{flag} must be >= 1, got {bad[0] if len(vals) == 1 else bad}")
+
+
+# -- checkpoint kinds ---------------------------------------------------------------------------
+KIND_TEXT = {"ann": "an ANN", "snn": "a directly trained SNN", "converted": "a converted SNN"}
+KIND_FIX = {
+    "ann": "convert it first (add --convert METHOD --T T)",
+    "snn": "it is already an SNN (trained directly): analyze or export it instead",
+    "converted": "it is already converted: analyze or export it instead",
+}
+
+
+def model_kind(cfg: Any) -> str | None:
+    """``"ann"``, ``"snn"`` (a registry SNN: its builder takes ``T``) or ``"converted"`` for a
+    model config; None when the config names no registered model."""
+    from leansnn.models import registry
+
+    name = cfg.get("name") if isinstance(cfg, dict) else None
+    if name == "converted":
+        return "converted"
+    if not isinstance(name, str) or name not in registry.available():
+        return None
+    return "snn" if "T" in inspect.signature(registry.builder(name)).parameters else "ann"
+
+
+def load_model(path: Any, command: str, expect: tuple[str, ...] | None = None,
+               fix: str | None = None) -> Any:
+    """``leansnn.load(path)`` for a command: a checkpoint whose metadata cannot rebuild a
+    model is a one-line error, and (with ``expect``) so is a checkpoint of another kind,
+    naming what it is and what to do (``fix`` for an ANN given where an SNN is expected)."""
+    import leansnn as ls
+    from leansnn.checkpoint import CheckpointError
+
+    try:  # registers QCFS & co. so converted networks can be rebuilt
+        import leansnn.convert  # noqa: F401
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        model = ls.load(path)
+    except (TypeError, KeyError, AttributeError, IndexError, RecursionError,
+            RuntimeError, OverflowError) as e:   # nonsense metadata in a well-formed archive
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{path}: its metadata does not describe a model leansnn can "
+                              f"build ({type(e).__name__}: {msg}); re-create it with "
+                              "leansnn.save") from None
+    kind = model_kind(getattr(model, "leansnn_config", None))
+    if expect and kind is not None and kind not in expect:
+        name = model.leansnn_config.get("name")
+        want = " or ".join(KIND_TEXT[k] for k in expect)
+        raise CheckpointError(f"{path} holds {KIND_TEXT[kind]} ({name}); {command} takes "
+                              f"{want} checkpoint; "
+                              f"{fix if fix and kind == 'ann' else KIND_FIX[kind]}")
+    return model
+
+
+def registry_kind(name: str) -> str | None:
+    """The kind of registry model ``name`` (see :func:`model_kind`)."""
+    return model_kind({"name": name})

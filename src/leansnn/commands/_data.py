@@ -325,8 +325,16 @@ def check_resume(net: Any, checkpoint: Any, resume: bool) -> None:
 
     if not (resume and checkpoint is not None and Path(checkpoint).exists()):
         return
+    from ._common import KIND_TEXT, model_kind
+
     theirs = load_checkpoint(checkpoint)["meta"].get("config")
     mine = getattr(net, "leansnn_config", None)
+    k_theirs, k_mine = model_kind(theirs), model_kind(mine)
+    if k_theirs and k_mine and k_theirs != k_mine:
+        raise ValueError(f"--checkpoint {checkpoint} holds {KIND_TEXT[k_theirs]} "
+                         f"({theirs.get('name')}), but this run trains {KIND_TEXT[k_mine]} "
+                         f"({mine.get('name')}); pass another --checkpoint, or --no-resume to "
+                         "overwrite it")
     if theirs is not None and mine is not None and theirs != mine:
         a, b = config_io(theirs) or {}, config_io(mine) or {}
         diff = [k for k in a if _as_list(a[k]) != _as_list(b.get(k))]

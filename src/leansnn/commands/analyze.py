@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _data
-from ._common import add_common, log_stream, setup, write_json
+from ._common import add_common, load_model, log_stream, progress, setup, write_json
 
 NAME = "analyze"
 HELP = "firing, redundancy, membrane-potential and energy report of one or two SNN checkpoints"
@@ -114,19 +114,26 @@ def _stored(args: argparse.Namespace, model: Any) -> dict | None:
 
 
 def _test_data(args: argparse.Namespace, model: Any, label: str, converted: bool
-               ) -> tuple[Any, str, str | None]:
+               ) -> tuple[Any, dict, str | None]:
     """The test set for ``model`` (the checkpoint's data set and settings unless overridden),
-    its description and the voting rule (event sets read from folders)."""
+    the record of what was used (data set, settings, where each came from, a description)
+    and the voting rule (event sets read from folders)."""
     kinds = ("static",) if converted else ("events", "static")   # --T: static sets ignore it
     choice = _data.resolve(args, NAME, kinds, _stored(args, model))
     split = _data.test_split(choice)
     test = _data.load(choice, split, args.root, n=args.max_images, seed=args.seed,
-                      progress=not args.json, log=log_stream(args))
+                      progress=progress(args), log=log_stream(args))
+    if len(test) == 0:
+        raise ValueError(f"the {split} split of {choice.describe()} is empty: nothing to "
+                         "analyse")
     _data.check_model(model, _data.model_io(choice, test), label, choice)
     vote = args.vote if callable(getattr(test, "windows", None)) else None
     kind = "recordings" if choice.kind == "events" else "images"
     how = f", scored per recording by {vote} vote over windows" if vote else ""
-    return test, f"{choice.describe()}: {split} split, {len(test)} {kind}{how}", vote
+    desc = f"{choice.describe()}: {split} split, {len(test)} {kind}{how}"
+    record = {**choice.record(), "split": split, "size_of_split": len(test),
+              "from": dict(choice.origin), "description": desc}
+    return test, record, vote
 
 
 def _analyze_one(args: argparse.Namespace, path: Path, label: str, method: str | None,
@@ -135,22 +142,25 @@ def _analyze_one(args: argparse.Namespace, path: Path, label: str, method: str |
     import leansnn as ls
     from leansnn.analysis.report import analyze
 
-    model = ls.load(path)
-    data, desc, vote = _test_data(args, model, label, converted=method is not None)
+    model = load_model(path, NAME, ("ann",) if method else ("snn", "converted"))
+    data, record, vote = _test_data(args, model, label, converted=method is not None)
+    desc = record["description"]
     if method is not None:
         opts = {}
         if method == "calibrated":  # training-free conversion: calibrate on training images
             choice = _data.resolve(args, NAME, ("static",), _stored(args, model))
             opts = dict(calib_data=_data.load(choice, "train", args.root, n=args.calib_images,
-                                              seed=args.seed, progress=not args.json,
-                                              log=log), progress=not args.json)
+                                              seed=args.seed, progress=progress(args),
+                                              log=log), progress=progress(args))
         model = ls.convert(model, T=args.T, method=method, **opts)
     print(f"analyze: {label} ({path}) on {desc}", file=log, flush=True)
     try:
         res = analyze(model, data, label, batch_size=args.batch_size, bins=args.bins,
                       e_mac=args.e_mac, e_ac=args.e_ac, device=args.device,
-                      progress=not args.json, vote=vote)
+                      progress=progress(args), vote=vote)
     except (ValueError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and "memory" in str(e):
+            raise
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(f"{label} could not run on this data: {msg}") from None
     win = (f" per recording ({vote} vote; {100 * res['window_accuracy']:.2f} % per window)"
@@ -158,6 +168,9 @@ def _analyze_one(args: argparse.Namespace, path: Path, label: str, method: str |
     print(f"  accuracy {100 * res['accuracy']:.2f} %{win} | NASFR "
           f"{res['monitor']['nasfr']:.4f} | energy {res['energy']['energy_pj'] / 1e6:.4g} "
           f"µJ/input (ANN {res['energy']['ann_energy_pj'] / 1e6:.4g} µJ)", file=log, flush=True)
+    res["data"] = record
+    res["checkpoint"] = str(path)
+    res["converted"] = None if method is None else {"method": method, "T": args.T}
     return res, desc
 
 

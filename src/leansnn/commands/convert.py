@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from . import _data
-from ._common import add_common, log_stream, positive, setup, write_json
+from ._common import add_common, load_model, log_stream, positive, progress, setup, write_json
 
 NAME = "convert"
 HELP = "convert a trained ANN (.lsnn) to an SNN and report accuracy, time and firing rate per T"
@@ -57,15 +57,15 @@ def run(args: argparse.Namespace) -> int:
     unknown = [m for m in args.method if m not in methods()]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; available: {methods()}")
-    ann = ls.load(args.checkpoint).eval().to(args.device)
+    ann = load_model(args.checkpoint, NAME, ("ann",)).eval().to(args.device)
     choice = _data.resolve(args, NAME, ("static",), _data.stored_data(ann))
     test = _data.load(choice, _data.test_split(choice), args.root, n=args.test_images,
-                      seed=args.seed, log=log)
+                      seed=args.seed, log=log, progress=progress(args))
     _data.check_model(ann, _data.model_io(choice, test), str(args.checkpoint), choice)
     print(f"data: {choice.describe()}, {_data.test_split(choice)} split", file=log)
     t0 = time.perf_counter()
-    ev = evaluate(ann, test, batch_size=args.batch_size, device=args.device, progress=True,
-                  desc="ANN")
+    ev = evaluate(ann, test, batch_size=args.batch_size, device=args.device,
+                  progress=progress(args), desc="ANN")
     ann_s = (time.perf_counter() - t0) / ev["n"]
     print(f"{args.checkpoint}: ANN test accuracy {100 * ev['accuracy']:.2f} % on {ev['n']} "
           f"images, {1e3 * ann_s:.3f} ms/image", file=log)
@@ -77,16 +77,16 @@ def run(args: argparse.Namespace) -> int:
     calib = {}
     if "calibrated" in args.method:  # training-free conversion: calibrate on training images
         calib = dict(calib_data=_data.load(choice, "train", args.root, n=args.calib_images,
-                                           seed=args.seed, log=log),
-                     max_samples=args.calib_images,
-            refine_steps=args.refine_steps)
+                                           seed=args.seed, log=log, progress=progress(args)),
+                     max_samples=args.calib_images, refine_steps=args.refine_steps,
+                     progress=progress(args))
     for method in args.method:
         for T in args.T:
             opts = calib if method == "calibrated" else {}
             snn = ls.convert(ann, T=T, method=method, engine=args.engine, **opts).to(
                 args.device)
             r = evaluate_snn(snn, test, batch_size=args.batch_size, device=args.device,
-                             progress=True, firing_rate=not args.no_firing_rate,
+                             progress=progress(args), firing_rate=not args.no_firing_rate,
                              desc=f"{method} T={T}")
             print(f"{method:<10} {T:>4} {100 * r['accuracy']:>8.2f}% "
                   f"{100 * (r['accuracy'] - ev['accuracy']):>+7.2f} "

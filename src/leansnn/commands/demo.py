@@ -274,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
         results, desc = snn_results(args, pre, log)
         print_snn_table(results, desc, log)
         print(f"  ({time.perf_counter() - t0:.0f} s)", file=log)
-        out["snn"] = json.loads(to_json(results))
+        out["snn"] = json.loads(to_json(results))["models"]
     report = None
     if "report" not in args.skip and results:
         report = write_report(results, args.out,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _data
-from ._common import add_common, log_stream, positive, setup, write_json
+from ._common import add_common, log_stream, positive, progress, registry_kind, setup, write_json
 
 NAME = "train-ann"
 HELP = ("train an ANN (ReLU or QCFS activations) on a static image data set (Fashion-MNIST, "
@@ -37,7 +37,7 @@ def train_ann(model: str = "small_cnn", activation: str = "qcfs", levels: int = 
               note: str = "", init_from: str | Path | None = None,
               dataset: str = "fashion_mnist", root: str | Path | None = None,
               size: tuple[int, ...] | None = None, skip_bad_files: bool = False,
-              workers: int | None = None) -> dict:
+              workers: int | None = None, log: Any = None) -> dict:
     """Train ``model`` with ``activation`` (``"relu"`` or ``"qcfs"`` with ``levels`` and an
     initial ``threshold``) on the static data set ``dataset`` (a name in
     :data:`leansnn.data.DATASETS`, read from ``root``, else ``$LEANSNN_DATA``; ``data`` is
@@ -60,6 +60,10 @@ def train_ann(model: str = "small_cnn", activation: str = "qcfs", levels: int = 
 
     if activation not in ("relu", "qcfs"):
         raise ValueError(f"activation must be 'relu' or 'qcfs', got {activation!r}")
+    if registry_kind(model) in ("snn", "converted"):
+        raise ValueError(f"--model {model} is an SNN; train it with leansnn train-snn, or give "
+                         "an ANN: " + ", ".join(n for n in ls.models.available()
+                                                if registry_kind(n) == "ann"))
     out = Path(out)
     ckpt = Path(checkpoint) if checkpoint is not None else out.with_name(out.name + ".train")
     choice = _data.resolve(argparse.Namespace(data=dataset, size=size, workers=workers,
@@ -87,7 +91,8 @@ def train_ann(model: str = "small_cnn", activation: str = "qcfs", levels: int = 
               on_epoch=(lambda r: print(
                   f"epoch {r['epoch']}/{epochs}: loss {r['loss']:.4f}, train acc "
                   f"{100 * r['train_accuracy']:.2f} %, test acc "
-                  f"{100 * r['test_accuracy']:.2f} %, {r['seconds']:.0f} s", flush=True))
+                  f"{100 * r['test_accuracy']:.2f} %, {r['seconds']:.0f} s", file=log,
+                  flush=True))
               if progress else None)
     seconds = time.perf_counter() - t0
     hist = res["history"]
@@ -165,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
                     seed=args.seed, root=args.root, dataset=args.data, size=args.size,
                     skip_bad_files=args.skip_bad_files, workers=args.workers,
                     checkpoint=args.checkpoint, resume=not args.no_resume, device=args.device,
-                    init_from=args.init_from)
+                    init_from=args.init_from, progress=progress(args), log=log_stream(args))
     print(f"test accuracy {100 * res['test_accuracy']:.2f} % after {len(res['history'])} "
           f"epochs ({res['seconds']:.0f} s); saved {res['path']}", file=log_stream(args))
     write_json(args, {"test_accuracy": res["test_accuracy"], "history": res["history"],

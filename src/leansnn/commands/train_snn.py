@@ -23,12 +23,16 @@ import time
 from typing import Any
 
 from . import _data
-from ._common import add_common, log_stream, positive, setup, write_json
+from ._common import add_common, log_stream, positive, progress, registry_kind, setup, write_json
 
 NAME = "train-snn"
 HELP = "train a LIF SNN (optionally with ASA) on an event or static data set"
-EXAMPLE = ("leansnn train-snn --model lif_snn_a --attention asa --data dvs_gesture --root ~/data "
-           "--T 16 --dt-ms 25 --epochs 5 --out asa.lsnn")
+EXAMPLE = ("leansnn train-snn --attention asa --width 8 --noise-hz 5 --epochs 6 "
+           "--train-images 3000 --test-images 1000 --out asa.lsnn\n"
+           "  # the shipped LIF-SNN + ASA (pretrained/README.md): ~8 min on 2 CPU cores; the "
+           "default width 64 takes ~5-10 s per batch of 32 there\n"
+           "  leansnn train-snn --model lif_snn_a --attention asa --data dvs_gesture "
+           "--root ~/data --T 16 --dt-ms 25 --epochs 5 --out asa.lsnn")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,7 +50,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="background-noise events per pixel per second of the emulator "
                         "(default: the emulator's default)")
     p.add_argument("--attention", default="none", choices=["asa", "none"])
-    p.add_argument("--width", type=int, default=None, help="base channel width of the model")
+    p.add_argument("--width", type=int, default=None,
+                   help="base channel width of the model (default: the model's, 64 for "
+                        "lif_snn_a: ~5-10 s per batch of 32 on a 2-core CPU; the shipped "
+                        "models used 8: ~1 s per batch)")
     p.add_argument("--dropout", type=float, default=None, help="dropout before the FC layers")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=32, help="per process (default 32)")
@@ -72,7 +79,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_common(p, device_auto=True,
                json_help="write history, final metrics and per-layer rates as JSON to PATH "
                          "(no PATH or '-': stdout)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def load_data(args: argparse.Namespace, main: bool = True) -> tuple[Any, Any, dict, Any]:
@@ -83,12 +89,12 @@ def load_data(args: argparse.Namespace, main: bool = True) -> tuple[Any, Any, di
     if aug not in (None, "none") and choice.kind == "events":
         raise ValueError(f"--augment {aug}: static data sets only; {choice.name} is an event "
                          "data set")
-    progress = main and not args.quiet
+    show = main and progress(args)
     train = _data.load(choice, "train", args.root, n=args.train_subset, seed=0,
                        augment=aug if aug in ("standard", "cutout") else None,
-                       progress=progress)
+                       progress=show)
     test = _data.load(choice, _data.test_split(choice), args.root, n=args.test_subset, seed=0,
-                      progress=progress)
+                      progress=show)
     return train, test, _data.model_io(choice, train), choice
 
 
@@ -111,8 +117,7 @@ def _save(args: argparse.Namespace, net: Any, report: dict) -> None:
                            "size": size[0] if size else None,
                            "train_subset": args.train_subset,
                            "test_subset": args.test_subset}})
-    if not args.quiet:
-        print(f"wrote {args.out}")
+    print(f"wrote {args.out}", file=log_stream(args))
 
 
 def _build(args: argparse.Namespace, io: dict, T: int) -> tuple[Any, dict]:
@@ -128,6 +133,13 @@ def _build(args: argparse.Namespace, io: dict, T: int) -> tuple[Any, dict]:
     if args.dropout is not None:
         model_kw["dropout"] = args.dropout
     torch.manual_seed(args.seed)
+    if registry_kind(args.model) == "ann":
+        raise ValueError(f"--model {args.model} is an ANN; train it with leansnn train-ann "
+                         "(and convert it), or give an SNN: "
+                         + ", ".join(n for n in ls.models.available()
+                                     if registry_kind(n) == "snn"))
+    if args.width is not None and args.width < 1:
+        raise ValueError(f"--width must be >= 1, got {args.width}")
     try:
         return ls.models.create(args.model, **model_kw), model_kw
     except TypeError as e:  # an option this model does not take
@@ -158,7 +170,7 @@ def _epoch_printer(args: argparse.Namespace, main: bool, vote: str | None):
                   f"{100 * rec['train_accuracy']:.2f} %, test acc "
                   f"{100 * rec.get('test_accuracy', float('nan')):.2f} %{per_win}, NASFR "
                   f"{rec.get('test_firing_rate', float('nan')):.4f}, "
-                  f"{rec['seconds']:.1f} s", flush=True)
+                  f"{rec['seconds']:.1f} s", file=log_stream(args), flush=True)
     return on_epoch
 
 
@@ -216,13 +228,14 @@ def train(args: argparse.Namespace) -> dict:
             print(f"train-snn: {args.model} (attention {args.attention}, T={T}) on "
                   f"{choice.describe()}: {len(train_set) * info.world_size} training / "
                   f"{len(test_set)} test recordings, {info.world_size} process(es), device "
-                  f"{info.device}", flush=True)
+                  f"{info.device}", file=log_stream(args), flush=True)
         t0 = time.perf_counter()
         res = fit(model, train_set, test_set, cfg, checkpoint=args.checkpoint, resume=resume,
-                  device=info.device, progress=not args.quiet, vote=vote,
+                  device=info.device, progress=progress(args), vote=vote,
                   on_epoch=_epoch_printer(args, info.main, vote))
         hist = res["history"]
-        report: dict[str, Any] = {"config": {**vars(args), "model_kwargs": {
+        given = {k: v for k, v in vars(args).items() if not k.startswith("_")}
+        report: dict[str, Any] = {"config": {**given, "model_kwargs": {
             k: (list(v) if isinstance(v, tuple) else v) for k, v in model_kw.items()},
             "world_size": info.world_size}, "data": choice.record(), "T": T,
             "history": hist, "final": None, "wall_seconds": time.perf_counter() - t0}
@@ -240,10 +253,9 @@ def run(args: argparse.Namespace) -> int:
     if report["final"] is None:
         return 0
     f = report["final"]
-    if not args.quiet:
-        per_win = (f" per recording ({f['vote']} vote; {100 * f['test_window_accuracy']:.2f} "
-                   "% per window)" if f.get("vote") else "")
-        print(f"test accuracy {100 * f['test_accuracy']:.2f} %{per_win} | NASFR "
-              f"{f['nasfr']:.4f} | {f['parameters']} parameters", file=log_stream(args))
+    per_win = (f" per recording ({f['vote']} vote; {100 * f['test_window_accuracy']:.2f} "
+               "% per window)" if f.get("vote") else "")
+    print(f"test accuracy {100 * f['test_accuracy']:.2f} %{per_win} | NASFR "
+          f"{f['nasfr']:.4f} | {f['parameters']} parameters", file=log_stream(args))
     write_json(args, report)
     return 0
