@@ -1,7 +1,10 @@
 """Data-parallel training: two gloo processes on 127.0.0.1 vs one process on the global batch."""
 
 import os
+import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,6 +64,25 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     D.cleanup()
 
 
+def _bn_model():
+    torch.manual_seed(0)
+    return ls.models.create("lif_snn_a", T=4, in_channels=2, num_classes=5, input_size=(8, 8),
+                            width=4, hidden=16, dropout=0.0, attention="none").double()
+
+
+def _bn_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    info = D.init("cpu")
+    model = _bn_model()
+    ddp, data = D.prepare(model, _Data(n=16), info)
+    fit(ddp, data, None, TrainConfig(batch_size=4, epochs=1, lr=1e-2, seed=1),
+        checkpoint=Path(out) / "bn.lsnn", progress=False)
+    torch.save(model.state_dict(), Path(out) / f"bn{rank}.pt")
+    D.cleanup()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -112,3 +134,60 @@ def test_two_processes_match_one_process_on_the_global_batch(tmp_path):
     loaded = ls.load(tmp_path / "ck.lsnn")
     for k, v in loaded.state_dict().items():
         torch.testing.assert_close(v.double(), ref[k].double(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_two_processes_end_with_identical_parameters_and_buffers(tmp_path):
+    """Batch norm: each rank normalises with its own share, and the running statistics are
+    averaged over ranks after every epoch, so both ranks (and the checkpoint) agree."""
+    mp.spawn(_bn_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    s0, s1 = (torch.load(tmp_path / f"bn{r}.pt") for r in range(2))
+    bufs = [k for k in s0 if "running_" in k]
+    assert bufs, "the model should have batch norm"
+    for k in s0:
+        assert torch.equal(s0[k], s1[k]), f"{k} differs across ranks"
+    start = _bn_model().state_dict()
+    assert any(not torch.equal(s0[k], start[k]) for k in bufs)  # statistics were updated
+    saved = ls.load(tmp_path / "bn.lsnn").state_dict()
+    for k in bufs:
+        torch.testing.assert_close(saved[k].double(), s0[k].double())
+    assert (tmp_path / "bn.metrics.csv").exists()
+
+
+def test_sync_bn_option_and_prepare_in_one_process():
+    import argparse
+
+    p = argparse.ArgumentParser()
+    D.add_distributed_args(p)
+    assert p.parse_args(["--sync-bn"]).sync_bn and not p.parse_args([]).sync_bn
+    info = D.DistInfo()
+    m = torch.nn.Linear(2, 2)
+    data = _Data(n=4)
+    assert D.prepare(m, data, info) == (m, data)
+    with pytest.raises(ValueError, match="needs CUDA"):
+        D.wrap(m, D.DistInfo(0, 2, 0, "gloo", "cpu"), sync_bn=True)
+
+
+def test_python_dash_m_leansnn_runs_the_cli():
+    r = subprocess.run([sys.executable, "-m", "leansnn", "--version"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("leansnn ")
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_train_snn_cli(tmp_path, tiny_idx):
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    if torchrun is None:
+        pytest.skip("torchrun not installed beside this python")
+    out = tmp_path / "snn.lsnn"
+    cmd = [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "leansnn", "train-snn",
+           "--data", "fashion_mnist", "--root", str(tiny_idx), "--T", "2", "--width", "4",
+           "--epochs", "2", "--batch-size", "8", "--device", "cpu", "--threads", "1",
+           "--checkpoint", str(tmp_path / "snn.train"), "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    text = r.stdout + r.stderr
+    assert "2 process(es)" in text and out.exists()
+    rows = (tmp_path / "snn.metrics.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("epoch,loss,")
