@@ -130,14 +130,28 @@ class ASA(nn.Module):
         return int(self.lam * self.T)
 
     def _check(self, x: torch.Tensor) -> None:
+        """Shapes and dtype only (no data pass): ``ValueError`` naming expected vs got."""
+        want = f"[T={self.T}, B, C={self.channels}, H, W]"
         if not isinstance(x, torch.Tensor) or x.dim() != 5:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"ASA: expected a [T, B, C, H, W] tensor, got {shape}")
-        if x.shape[0] != self.T or x.shape[2] != self.channels:
+            raise ValueError(f"ASA: expected a [T, B, C, H, W] tensor ({want}), got {shape}")
+        if not x.is_floating_point():
+            raise ValueError(f"ASA: expected a floating-point tensor, got {x.dtype}; convert "
+                             "with x.float()")
+        T, B, C = (int(v) for v in x.shape[:3])
+        if T != self.T and B == self.T and C == self.channels:
+            raise ValueError(
+                f"ASA: got shape {tuple(x.shape)}, which looks batch-major [B, T, ...]; ASA "
+                f"takes time-major {want}: pass x.transpose(0, 1)")
+        if T != self.T or C != self.channels:
             raise ValueError(
                 f"ASA: built for T={self.T}, C={self.channels} but got input of shape "
-                f"{tuple(x.shape)} [T, B, C, H, W]; build ASA(T={x.shape[0]}, "
-                f"channels={x.shape[2]})")
+                f"{tuple(x.shape)} [T, B, C, H, W]; build ASA(T={T}, channels={C}), or if the "
+                "batch comes first, pass x.transpose(0, 1)")
+        w = self.conv_important.weight
+        if x.dtype != w.dtype or x.device != w.device:
+            raise ValueError(f"ASA: the input is {x.dtype} on {x.device} but ASA's weights are "
+                             f"{w.dtype} on {w.device}; use x.to(...) or asa.to(...)")
 
     def importance(self, x: torch.Tensor) -> torch.Tensor:
         """Temporal-channel importance M ``[T, B, C]`` (steps 1-2)."""

@@ -262,8 +262,8 @@ def _check_version(path: Path, payload: dict) -> None:
         except (ValueError, AttributeError, TypeError, RecursionError):
             pass
         raise CheckpointError(
-            f"{path} has checkpoint format {ver}, written by {wrote}; this leansnn "
-            f"({__version__}) reads formats up to {FORMAT_VERSION}: upgrade leansnn to load it")
+            f"{path} has checkpoint format {ver} (written by {wrote}), newer than this leansnn "
+            f"({__version__}, formats up to {FORMAT_VERSION}) reads: upgrade leansnn to load it")
 
 
 def _check_state_dict(path: Path, payload: dict) -> None:

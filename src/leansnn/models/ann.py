@@ -15,7 +15,9 @@ import torch
 from torch import nn
 
 from ..activations import QCFS  # registers QCFS as a configurable builder argument
+from ..layers import InputSpec, positive_int
 from .registry import register
+from .snn import image_size
 
 __all__ = ["make_activation", "small_cnn", "vgg11", "vgg16", "resnet18", "resnet20",
            "resnet34", "BasicBlock", "CifarResNet", "VGG"]
@@ -38,10 +40,24 @@ def make_activation(activation: Any = "relu", levels: int = 4) -> nn.Module:
                      f"{activation!r}")
 
 
-def _check(num_classes: int, in_channels: int) -> None:
-    for name, v in (("num_classes", num_classes), ("in_channels", in_channels)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+def _check(num_classes: int, in_channels: int, where: str = "", **more: object) -> None:
+    """Build-time checks: sizes are ints >= 1, ``dropout`` lies in [0, 1)."""
+    dropout = more.pop("dropout", 0.0)
+    for name, v in (("num_classes", num_classes), ("in_channels", in_channels),
+                    *more.items()):
+        positive_int(v, name, where)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or \
+            not 0.0 <= dropout < 1.0:
+        raise ValueError(f"{where}: dropout must lie in [0, 1), got {dropout!r}")
+
+
+def _checked(model: nn.Module, name: str, in_channels: int, size=None,
+             min_size: int = 1) -> nn.Module:
+    """Attach the input check (a forward pre-hook: shapes only, invisible to torch.fx)."""
+    spec = InputSpec(name, in_channels, size, None, min_size)
+    model.input_spec = spec
+    model.register_forward_pre_hook(spec)
+    return model
 
 
 def _conv_bn(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
@@ -58,9 +74,11 @@ def small_cnn(num_classes: int = 10, in_channels: int = 1, activation: Any = "re
     conv(C->w)+BN+act, avgpool2, conv(w->2w)+BN+act, avgpool2, conv(2w->4w)+BN+act,
     flatten, linear(4w*7*7 -> hidden)+BN+act, [dropout], linear(hidden -> K).
     """
-    _check(num_classes, in_channels)
-    w = int(width)
-    s = int(input_size) // 4
+    _check(num_classes, in_channels, "small_cnn", width=width, levels=levels, hidden=hidden,
+           dropout=dropout)
+    H, _ = image_size((input_size, input_size), "small_cnn", minimum=4)
+    w = width
+    s = H // 4
 
     def act() -> nn.Module:
         return make_activation(activation, levels)
@@ -75,7 +93,7 @@ def small_cnn(num_classes: int = 10, in_channels: int = 1, activation: Any = "re
     if dropout:
         layers.append(nn.Dropout(dropout))
     layers.append(nn.Linear(hidden, num_classes))
-    return nn.Sequential(*layers)
+    return _checked(nn.Sequential(*layers), "small_cnn", in_channels, (H, H))
 
 
 class VGG(nn.Module):
@@ -96,6 +114,7 @@ class VGG(nn.Module):
                 layers += [*_conv_bn(c, v), make_activation(activation, levels)]
                 c = v
         self.features = nn.Sequential(*layers)
+        self.min_size = 2 ** sum(isinstance(m, nn.AvgPool2d) for m in layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         self.classifier = nn.Linear(c, num_classes)
@@ -116,16 +135,20 @@ _VGG = {
 def vgg11(num_classes: int = 10, in_channels: int = 3, activation: Any = "relu",
           levels: int = 4, input_size: int = 32, dropout: float = 0.0) -> nn.Module:
     """VGG-11, CIFAR style (average pooling, one linear classifier)."""
-    _check(num_classes, in_channels)
-    return VGG(_VGG["vgg11"], num_classes, in_channels, activation, levels, input_size, dropout)
+    _check(num_classes, in_channels, "vgg11", levels=levels, input_size=input_size,
+           dropout=dropout)
+    net = VGG(_VGG["vgg11"], num_classes, in_channels, activation, levels, input_size, dropout)
+    return _checked(net, "vgg11", in_channels, None, net.min_size)
 
 
 @register("vgg16")
 def vgg16(num_classes: int = 10, in_channels: int = 3, activation: Any = "relu",
           levels: int = 4, input_size: int = 32, dropout: float = 0.0) -> nn.Module:
     """VGG-16, CIFAR style (average pooling, one linear classifier)."""
-    _check(num_classes, in_channels)
-    return VGG(_VGG["vgg16"], num_classes, in_channels, activation, levels, input_size, dropout)
+    _check(num_classes, in_channels, "vgg16", levels=levels, input_size=input_size,
+           dropout=dropout)
+    net = VGG(_VGG["vgg16"], num_classes, in_channels, activation, levels, input_size, dropout)
+    return _checked(net, "vgg16", in_channels, None, net.min_size)
 
 
 class BasicBlock(nn.Module):
@@ -179,27 +202,30 @@ class CifarResNet(nn.Module):
 def resnet20(num_classes: int = 10, in_channels: int = 3, activation: Any = "relu",
              levels: int = 4, width: int = 16) -> nn.Module:
     """ResNet-20 (CIFAR): 3 stages x 3 blocks, widths w, 2w, 4w (w = 16): 0.27 M params."""
-    _check(num_classes, in_channels)
-    w = int(width)
-    return CifarResNet([3, 3, 3], [w, 2 * w, 4 * w], num_classes, in_channels, activation,
-                       levels)
+    _check(num_classes, in_channels, "resnet20", levels=levels, width=width)
+    w = width
+    net = CifarResNet([3, 3, 3], [w, 2 * w, 4 * w], num_classes, in_channels, activation,
+                      levels)
+    return _checked(net, "resnet20", in_channels)
 
 
 @register("resnet18")
 def resnet18(num_classes: int = 10, in_channels: int = 3, activation: Any = "relu",
              levels: int = 4, width: int = 64) -> nn.Module:
     """ResNet-18, CIFAR style: 4 stages x 2 blocks, widths 64..512."""
-    _check(num_classes, in_channels)
-    w = int(width)
-    return CifarResNet([2, 2, 2, 2], [w, 2 * w, 4 * w, 8 * w], num_classes, in_channels,
-                       activation, levels)
+    _check(num_classes, in_channels, "resnet18", levels=levels, width=width)
+    w = width
+    net = CifarResNet([2, 2, 2, 2], [w, 2 * w, 4 * w, 8 * w], num_classes, in_channels, activation,
+                      levels)
+    return _checked(net, "resnet18", in_channels)
 
 
 @register("resnet34")
 def resnet34(num_classes: int = 10, in_channels: int = 3, activation: Any = "relu",
              levels: int = 4, width: int = 64) -> nn.Module:
     """ResNet-34, CIFAR style: 4 stages x (3, 4, 6, 3) blocks, widths 64..512."""
-    _check(num_classes, in_channels)
-    w = int(width)
-    return CifarResNet([3, 4, 6, 3], [w, 2 * w, 4 * w, 8 * w], num_classes, in_channels,
-                       activation, levels)
+    _check(num_classes, in_channels, "resnet34", levels=levels, width=width)
+    w = width
+    net = CifarResNet([3, 4, 6, 3], [w, 2 * w, 4 * w, 8 * w], num_classes, in_channels, activation,
+                      levels)
+    return _checked(net, "resnet34", in_channels)

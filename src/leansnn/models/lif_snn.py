@@ -33,11 +33,11 @@ import torch
 from torch import nn
 
 from ..attention import ASA
-from ..layers import StaticStem, TimeFold
+from ..layers import InputSpec, StaticStem, TimeFold, positive_int
 from ..neuron import LIF
 from ..neuron import surrogate as sg
 from .registry import register
-from .snn import SpikingSequential
+from .snn import SpikingSequential, image_size
 
 __all__ = ["lif_snn_a", "lif_snn_5", "sew_resnet18", "SEWBlock", "paper_lif"]
 
@@ -49,17 +49,12 @@ def paper_lif(decay: float = 0.3, threshold: float = 0.3, surrogate_a: float = 0
 
 
 def _check_common(T: int, attention: str | None, norm: str, input_size) -> tuple[int, int]:
-    if not isinstance(T, int) or T < 1:
-        raise ValueError(f"T must be a positive int, got {T!r}")
+    positive_int(T, "T")
     if attention not in (None, "none", "asa"):
         raise ValueError(f"attention must be 'asa' or None, got {attention!r}")
     if norm not in ("bn", "none"):
         raise ValueError(f"norm must be 'bn' or 'none', got {norm!r}")
-    try:
-        H, W = (int(v) for v in input_size)
-    except (TypeError, ValueError):
-        raise ValueError(f"input_size must be (H, W), got {input_size!r}") from None
-    return H, W
+    return image_size(input_size, "input_size")
 
 
 class _Builder:
@@ -120,9 +115,9 @@ def _check_sizes(H: int, W: int, pools: int, name: str) -> None:
 def _validate_width(width: int, dropout: float, num_classes: int, in_channels: int) -> None:
     for name, v in (("width", width), ("num_classes", num_classes),
                     ("in_channels", in_channels)):
-        if not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
-    if not 0.0 <= dropout < 1.0:
+        positive_int(v, name)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or \
+            not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
 
 
@@ -153,8 +148,9 @@ def lif_snn_a(
     layers, c, pools = _conv_stack(b, in_channels, [(width, False), (2 * width, True),
                                                     (2 * width, True)])
     _check_sizes(H, W, pools, "lif_snn_a")
+    positive_int(hidden, "hidden", "lif_snn_a")
     _fc_head(b, layers, c * (H >> pools) * (W >> pools), hidden, num_classes, dropout)
-    return SpikingSequential(layers)
+    return _spiking(layers, "lif_snn_a", in_channels, (H, W), T)
 
 
 @register("lif_snn_5")
@@ -183,8 +179,9 @@ def lif_snn_5(
             (4 * width, True)]
     layers, c, pools = _conv_stack(b, in_channels, plan)
     _check_sizes(H, W, pools, "lif_snn_5")
+    positive_int(hidden, "hidden", "lif_snn_5")
     _fc_head(b, layers, c * (H >> pools) * (W >> pools), hidden, num_classes, dropout)
-    return SpikingSequential(layers)
+    return _spiking(layers, "lif_snn_5", in_channels, (H, W), T)
 
 
 class SEWBlock(nn.Module):
@@ -251,4 +248,10 @@ def sew_resnet18(
         cin = cout
     layers["fc"] = TimeFold(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
     layers["lif_out"] = b.neuron()
-    return SpikingSequential(layers)
+    return _spiking(layers, "sew_resnet18", in_channels, None, T)
+
+
+def _spiking(layers: OrderedDict, name: str, in_channels: int, size, T: int) -> nn.Module:
+    net = SpikingSequential(layers)
+    net.input_spec = InputSpec(name, in_channels, size, T)
+    return net
