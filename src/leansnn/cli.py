@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=HelpFormatter,
         )
         mod.add_arguments(p)
+        for action in p._actions:   # options without a help text still show their default
+            if action.help is None and action.default not in (None, False, argparse.SUPPRESS):
+                action.help = "(default: %(default)s)"
         p.set_defaults(_run=mod.run)
     return parser
 

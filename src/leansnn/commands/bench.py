@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ._common import log_stream, write_json
+
 NAME = "bench"
 HELP = "run a benchmark script from benchmarks/ (needs `make bench-setup` for the peers)"
 EXAMPLE = "leansnn bench neurons --no-write"
@@ -30,6 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="benchmark to run (omit to list them): " + ", ".join(_available()))
     p.add_argument("args", nargs=argparse.REMAINDER,
                    help="arguments passed on to the script (e.g. --no-write)")
+    p.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
+                   help="without NAME: the list of benchmarks as JSON to PATH (no PATH or '-': "
+                        "stdout); a script's own results are in its output files")
+    p.add_argument("--quiet", action="store_true",
+                   help="without NAME: no list on the terminal (with --json: only the JSON)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"no benchmark scripts in {d}; they ship with the source repository "
                          "(git clone it and run `make bench-setup`)")
     if args.name is None:
-        print("benchmarks: " + ", ".join(names))
+        if not args.quiet or not args.json:
+            print("benchmarks: " + ", ".join(names), file=log_stream(args))
+        write_json(args, {"benchmarks": names, "folder": str(d)})
         return 0
     if args.name not in names:
         raise ValueError(f"unknown benchmark {args.name!r}; choose one of {', '.join(names)}")

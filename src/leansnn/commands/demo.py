@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._common import add_common, log_stream, positive, setup, write_json
+from ._common import add_common, log_stream, positive, progress, setup, write_json
 
 NAME = "demo"
 HELP = ("the main job: convert the shipped ANNs (parallel / calibrated / serial), evaluate the "
@@ -140,8 +140,9 @@ def _serial_rows(args, ann, method: str, test, calib, base: dict, log) -> list[d
     if ann_is_relu(ann):
         opts["thresholds"] = record_thresholds(ann, calib, max_samples=args.calib_images)
     snn = ls.convert(ann, T=max(Ts), method="serial", **opts).to(args.device)
-    r = evaluate_snn(snn, test, batch_size=args.batch_size, device=args.device, progress=True,
-                     desc=f"{base['net']}: serial T={max(Ts)}", firing_max_samples=FIRING_IMAGES)
+    r = evaluate_snn(snn, test, batch_size=args.batch_size, device=args.device,
+                     progress=progress(args), desc=f"{base['net']}: serial T={max(Ts)}",
+                     firing_max_samples=FIRING_IMAGES)
     rows = []
     for T in Ts:
         last = T == max(Ts)
@@ -168,7 +169,7 @@ def _method_rows(args, ann, method: str, test, calib, base: dict, log) -> list[d
         snn = ls.convert(ann, T=T, method=method, **opts).to(args.device)
         conv_s = time.perf_counter() - t0
         r = evaluate_snn(snn, test, batch_size=args.batch_size, device=args.device,
-                         progress=True, desc=f"{base['net']}: {method} T={T}",
+                         progress=progress(args), desc=f"{base['net']}: {method} T={T}",
                          firing_max_samples=FIRING_IMAGES)
         ms = 1e3 * r["seconds_per_image"]
         rows.append(dict(net=base["net"], method=method, T=T, accuracy=r["accuracy"],
@@ -221,11 +222,11 @@ def snn_results(args: argparse.Namespace, pre: Path, log) -> tuple[list[dict], s
         n = args.event_test_images or data_meta.get("test_subset")
         noise = data_meta.get("noise_hz")
         test = ls.data.event_fashion_mnist("test", T=T, root=args.root, size=(size, size),
-                                           noise_rate_hz=noise, n=n)
+                                           noise_rate_hz=noise, n=n, progress=progress(args))
         desc = (f"emulated-event Fashion-MNIST test recordings ({len(test)}, background noise "
                 f"{noise} events/pixel/s), T = {T} frames of {size}x{size}")
         res = analyze(model, test, label, batch_size=args.batch_size, device=args.device,
-                      progress=True)
+                      progress=progress(args))
         results.append(res)
     return results, desc
 
@@ -247,6 +248,31 @@ def print_snn_table(results: list[dict], desc: str, log) -> None:
               f"{100 * (b['accuracy'] - a['accuracy']):+.2f} points, energy "
               f"{100 * (b['energy']['energy_pj'] / a['energy']['energy_pj'] - 1):+.1f} % "
               "(E_MAC = 4.6 pJ, E_AC = 0.9 pJ)", file=log)
+
+
+def next_hints(args: argparse.Namespace, pre: Path, report: dict | None) -> list[str]:
+    """What to try next, with paths that work from any folder (absolute checkpoint paths;
+    outputs relative to the current folder) and the demo's own --root."""
+    import shlex
+
+    def q(p: Any) -> str:
+        return shlex.quote(str(Path(p).resolve()))
+
+    root = f" --root {q(args.root)}" if args.root else ""
+    first = f"open {q(report['report_html'])}" if report else "leansnn analyze --help"
+    return [
+        first,
+        f"leansnn convert {q(pre / 'small_cnn_relu.lsnn')} --method calibrated --T 1 2 4 8 "
+        f"--test-images 2000{root}   # ~1-2 min",
+        f"leansnn analyze {q(pre / 'small_cnn_qcfs4.lsnn')} {q(pre / 'small_cnn_qcfs4.lsnn')} "
+        f"--convert serial parallel --T 4 --test-images 500 --out serial_vs_parallel{root}"
+        "   # ~1 min",
+        "leansnn train-snn --attention asa --width 8 --noise-hz 5 --epochs 2 --train-images 1000 "
+        f"--test-images 500 --out my_asa.lsnn{root}   # ~3 min; the shipped models: width 8, "
+        "6 epochs, 3000 images (pretrained/README.md)",
+        f"leansnn export {q(pre / 'lif_snn_a_none_seed0.lsnn')} --format nir --out lif.nir",
+        "leansnn COMMAND --help  (every option with its default)",
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -285,14 +311,7 @@ def run(args: argparse.Namespace) -> int:
     total = time.perf_counter() - t_start
     out["seconds"] = total
     write_json(args, out)
-    print(f"\ndone in {total:.0f} s. Next:", file=log)
-    where = f"open {report['report_html']}" if report else "leansnn analyze --help"
-    print(f"  {where}\n"
-          "  leansnn convert pretrained/small_cnn_relu.lsnn --method calibrated --T 1 2 4 8 16\n"
-          "  leansnn analyze pretrained/small_cnn_qcfs4.lsnn pretrained/small_cnn_qcfs4.lsnn "
-          "--convert serial parallel --T 4 --test-images 500 --out reports/serial_vs_parallel\n"
-          "  leansnn train-snn --model lif_snn_a --attention asa --epochs 2 --train-images 2000 "
-          "--out my_asa.lsnn\n"
-          "  leansnn export pretrained/lif_snn_a_none_seed0.lsnn --format nir --out lif.nir\n"
-          "  leansnn --help  (docs/cli.md)", file=log)
+    print(f"\ndone in {total:.0f} s. Next (each a few minutes on 2 CPU cores):", file=log)
+    for line in next_hints(args, pre, report):
+        print(f"  {line}", file=log)
     return 0
