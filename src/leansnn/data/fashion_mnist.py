@@ -1,8 +1,10 @@
 """Fashion-MNIST from the original idx files (gzipped or not), with clear errors.
 
-The files are looked up in ``root``, then ``$LEANSNN_DATA``, then
-``/usr/share/datasets/fashion-mnist`` (Debian's ``dataset-fashion-mnist`` package); in each
-folder and its ``fashion-mnist`` subfolder.
+The files are looked up in ``root`` when it is given (only there), else in
+``$LEANSNN_DATA``, then ``/usr/share/datasets/fashion-mnist`` (Debian's
+``dataset-fashion-mnist`` package); in each folder and its ``fashion-mnist`` subfolder. The
+images and labels of a split always come from the same folder: a folder holding one without
+the other is an error naming the missing file.
 """
 
 from __future__ import annotations
@@ -72,21 +74,55 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
 
 
-def _candidates(root: str | os.PathLike | None) -> list[Path]:
-    out: list[Path] = []
-    for base in (root, os.environ.get("LEANSNN_DATA"), DEFAULT_ROOT):
-        if base:
-            out += [Path(base), Path(base) / "fashion-mnist"]
-    return out
+def _bases(root: str | os.PathLike | None) -> list[Path]:
+    """The folders to search: ``root`` alone when given, else ``$LEANSNN_DATA`` and the
+    default root."""
+    if root is not None and str(root):
+        return [Path(root)]
+    return [Path(b) for b in (os.environ.get("LEANSNN_DATA"), DEFAULT_ROOT) if b]
 
 
-def _find(name: str, dirs: list[Path]) -> Path | None:
-    for d in dirs:
-        for fname in (name + ".gz", name):
-            p = d / fname
-            if p.is_file():
-                return p
+def _find(name: str, d: Path) -> Path | None:
+    for fname in (name + ".gz", name):
+        p = d / fname
+        if p.is_file():
+            return p
     return None
+
+
+def _locate(split: str, root: str | os.PathLike | None) -> tuple[Path, Path]:
+    """The images and labels files of ``split``, both from the same folder.
+
+    A folder holding one of the two but not the other is an error naming the missing file
+    (a data root is used whole, never completed from another folder); a given ``root`` is
+    never completed from ``$LEANSNN_DATA`` or the default root.
+    """
+    names = _FILES[split]
+    looked: list[Path] = []
+    for base in _bases(root):
+        if root is not None and not base.is_dir():
+            raise DataError(f"Fashion-MNIST root {base} does not exist or is not a folder")
+        for d in (base, base / "fashion-mnist"):
+            looked.append(d)
+            found = [_find(n, d) for n in names]
+            if all(found):
+                return found[0], found[1]
+            if any(found):
+                have = next(p for p in found if p is not None)
+                missing = next(n for n, p in zip(names, found, strict=True) if p is None)
+                raise DataError(
+                    f"Fashion-MNIST {split} set in {d} is incomplete: {have.name} is there but "
+                    f"{missing}[.gz] is missing; a data folder is used whole (never completed "
+                    "from another folder): put the missing file there")
+    where = ", ".join(str(d) for d in looked)
+    other = ""
+    if root is not None:
+        others = _bases(None)
+        other = (f" (without root=, leansnn looks in "
+                 f"{', '.join(str(b) for b in others)})" if others else "")
+    raise DataError(
+        f"Fashion-MNIST {split} set not found: no {names[0]}[.gz] and {names[1]}[.gz] in "
+        f"{where}{other}. To get it, {INSTALL_HINT}")
 
 
 class ImageDataset(torch.utils.data.Dataset):
@@ -139,16 +175,7 @@ def fashion_mnist(split: str = "train", root: str | os.PathLike | None = None) -
     """
     if split not in _FILES:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    dirs = _candidates(root)
-    img_name, lab_name = _FILES[split]
-    img_p, lab_p = _find(img_name, dirs), _find(lab_name, dirs)
-    if img_p is None or lab_p is None:
-        missing = img_name if img_p is None else lab_name
-        looked = ", ".join(str(d) for d in dirs)
-        raise DataError(
-            f"Fashion-MNIST {split} set not found: no {missing}[.gz] in {looked}. "
-            f"To get it, {INSTALL_HINT}"
-        )
+    img_p, lab_p = _locate(split, root)
     images = read_idx(img_p)
     labels = read_idx(lab_p)
     if images.ndim != 3 or images.dtype != np.uint8:
