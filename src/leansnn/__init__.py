@@ -14,6 +14,7 @@ from .neuron import IF, LIF, SpikingNeuron, set_debug, surrogate
 
 # the package root composes the floors: builders that live above models/ are declared here
 models.registry.register_lazy("converted", "leansnn.convert")
+models.registry.register_lazy("qcfs_of", "leansnn.convert")
 
 # name -> (module, attribute or None for the module itself)
 _LAZY = {

@@ -116,15 +116,21 @@ class QCFS(nn.Module):
         levels: quantization levels ``L`` >= 1 (convert with ``T == L`` for zero error).
         threshold: initial threshold ``theta`` > 0 (the activation saturates at ``theta``).
         learn_threshold: make ``theta`` an ``nn.Parameter`` (default) or a fixed buffer.
+        cap: an upper bound on the threshold in use (``None``: none), e.g. ``6.0`` where a
+            ReLU6 was replaced, so the activation keeps its clip however ``theta`` learns.
 
     Shapes: ``[B, ...] -> [B, ...]`` (elementwise). Values lie in ``{0, theta/L, ..., theta}``.
     Used as a model-builder argument, each layer gets its own copy (see
     :meth:`clone`), and it is recorded in checkpoints through :meth:`to_config`.
     """
 
-    def __init__(self, levels: int = 4, threshold: float = 8.0, learn_threshold: bool = True
-                 ) -> None:
+    def __init__(self, levels: int = 4, threshold: float = 8.0, learn_threshold: bool = True,
+                 cap: float | None = None) -> None:
         super().__init__()
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float))
+                                or not math.isfinite(cap) or cap <= 0):
+            raise ValueError(f"QCFS cap must be a finite number > 0 or None, got {cap!r}")
+        self.cap = None if cap is None else float(cap)
         if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
             raise ValueError(f"QCFS levels must be an int >= 1, got {levels!r}")
         if not isinstance(threshold, (int, float)) or not math.isfinite(threshold) or (
@@ -139,20 +145,30 @@ class QCFS(nn.Module):
         self.learn_threshold = bool(learn_threshold)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return qcfs(x, self.threshold, self.levels)
+        return qcfs(x, self.effective_threshold(), self.levels)
+
+    def effective_threshold(self) -> torch.Tensor:
+        """The threshold in use: ``threshold``, at most ``cap`` (the clip of a ReLU6 that
+        :func:`leansnn.conversion.to_qcfs` replaced: the output never exceeds it)."""
+        th = self.threshold
+        return th if self.cap is None else th.clamp(max=self.cap)
 
     @property
     def theta(self) -> float:
-        """The current threshold as a Python float."""
-        return float(self.threshold.detach())
+        """The threshold in use (:meth:`effective_threshold`) as a Python float."""
+        return float(self.effective_threshold().detach())
 
     def to_config(self) -> dict:
-        return {"levels": self.levels, "threshold": self.theta,
-                "learn_threshold": self.learn_threshold}
+        cfg = {"levels": self.levels, "threshold": float(self.threshold.detach()),
+               "learn_threshold": self.learn_threshold}
+        if self.cap is not None:
+            cfg["cap"] = self.cap
+        return cfg
 
     def clone(self) -> QCFS:
         """A fresh QCFS with the same settings and its own threshold parameter."""
         return QCFS(**self.to_config())
 
     def extra_repr(self) -> str:
-        return f"levels={self.levels}, threshold={self.theta:g}"
+        cap = "" if self.cap is None else f", cap={self.cap:g}"
+        return f"levels={self.levels}, threshold={self.theta:g}{cap}"

@@ -16,6 +16,8 @@ Layout (one responsibility per module; each formula written once — the spike c
 * :mod:`.converter` — the pipeline: trace, find activation sites, run a method (strategy),
   rewrite the graph, :class:`ConvertedSNN`; :mod:`.neurons` — :class:`ParallelIF`,
   :class:`SerialIF`; :mod:`.fastpath` — the exact rate-domain engine; :mod:`.evaluate`.
+* :mod:`.to_qcfs` — :func:`to_qcfs`: a ReLU / ReLU6 network -> its QCFS twin (one QCFS per
+  activation site, thresholds from data), saved as the registry model ``"qcfs_of"``.
 * :mod:`.persist` — ``leansnn.save`` / ``leansnn.load`` of converted networks: the result
   (neuron class and tensor shapes per site; values in the state dict), never the recipe.
 * training-free calibration (method ``"calibrated"``): :mod:`.calibrate` (entry point,
@@ -70,12 +72,14 @@ from .evaluate import FiringCounter, accuracy_per_step, evaluate_snn
 from .fastpath import FastPlan, build_plan
 from .neurons import ParallelIF, SerialIF
 from .persist import register_site_neuron, site_neuron_classes
+from .to_qcfs import qcfs_of, to_qcfs
 
 __all__ = [
     "QCFS", "qcfs", "floor_ste", "ParallelIF", "SerialIF", "convert", "ConvertedSNN",
     "ConversionError", "ConversionContext", "ActivationSite", "register_method", "methods",
     "site_thresholds", "trace", "find_activation_sites", "accuracy_per_step", "evaluate_snn",
     "FiringCounter", "FastPlan", "build_plan", "register_site_neuron", "site_neuron_classes",
+    "to_qcfs", "qcfs_of",
 ]
 
 

@@ -22,6 +22,7 @@ comes back exactly as it was converted.
 from __future__ import annotations
 
 import copy
+import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +39,7 @@ __all__ = [
     "ActivationSite", "ConversionContext", "ConvertedSNN", "ConversionError", "convert",
     "register_method", "methods", "trace", "find_activation_sites", "site_thresholds",
     "fuse_batchnorm", "prepare", "assemble", "Origin", "replace_sites", "site_input",
-    "infer_input_dims",
+    "infer_input_dims", "find_products", "keep_inplace_semantics",
 ]
 
 
@@ -139,6 +140,7 @@ class Origin:
     fuse_bn: bool = True
     leaf_modules: tuple[str, ...] = ()
     info: dict = field(default_factory=dict)
+    allow_products: bool = False
 
 
 MethodFn = Callable[..., dict[str, nn.Module]]
@@ -311,6 +313,72 @@ def find_activation_sites(gm: fx.GraphModule) -> tuple[list[ActivationSite], lis
     return sites, problems
 
 
+_PRODUCT_FUNCTIONS = {operator.mul, operator.truediv, operator.matmul, torch.mul, torch.div,
+                      torch.matmul, torch.bmm, torch.mm, torch.einsum, torch.baddbmm,
+                      torch.addcmul, F.scaled_dot_product_attention, F.bilinear}
+_PRODUCT_METHODS = {"mul", "mul_", "div", "div_", "matmul", "bmm", "mm", "__mul__",
+                    "__truediv__", "__matmul__", "addcmul", "addcmul_"}
+
+
+def find_products(gm: fx.GraphModule, sites: list[ActivationSite]) -> list[str]:
+    """Every multiplicative interaction of two signals that depend on spiking layers (the
+    activation ``sites`` of an ANN graph, or the neurons of a converted one): gating
+    (``x * sigmoid(...)``, squeeze-excitation), attention, ``x * y`` of two activations."""
+    site_nodes = {s.node for s in sites}
+    spiking: set[fx.Node] = set()
+    found = []
+    for node in gm.graph.nodes:
+        is_neuron = node in site_nodes or (node.op == "call_module" and isinstance(
+            gm.get_submodule(node.target), SpikingNeuron))
+        ins = [i for i in node.all_input_nodes if i in spiking]
+        if is_neuron or ins:
+            spiking.add(node)
+        if is_neuron or len(ins) < 2:
+            continue
+        prod = (node.op == "call_function" and node.target in _PRODUCT_FUNCTIONS) or (
+            node.op == "call_method" and node.target in _PRODUCT_METHODS)
+        if prod:
+            label = (_fn_name(node.target) if node.op == "call_function"
+                     else f"Tensor.{node.target}")
+            found.append(f"{label} in '{_owner(node) or '<top level>'}' (graph node "
+                         f"'{node.name}')")
+    return found
+
+
+def _is_inplace(site: ActivationSite) -> bool:
+    node = site.node
+    if site.module is not None:
+        return bool(getattr(site.module, "inplace", False))
+    if node.op == "call_method":
+        return node.target == "relu_"
+    if node.target in (torch.relu_, F.relu_):
+        return True
+    flag = node.kwargs.get("inplace", node.args[1] if len(node.args) > 1 else False)
+    return flag is True
+
+
+def keep_inplace_semantics(gm: fx.GraphModule, sites: list[ActivationSite]) -> int:
+    """An in-place activation (``nn.ReLU(inplace=True)``, ``F.relu6(y, inplace=True)``,
+    ``y.relu_()``) overwrites its input ``y``: every later use of ``y`` reads the activation's
+    output. The spiking neuron that replaces it does not write into ``y``, so those later
+    uses are rewired to the activation's output here (in place on ``gm``), keeping the ANN's
+    arithmetic (e.g. ``z = relu6_(y); out = z + y`` computes ``z + z``). Returns the number
+    of uses rewired."""
+    order = {n: i for i, n in enumerate(gm.graph.nodes)}
+    moved = 0
+    for site in sites:
+        if not _is_inplace(site) or not isinstance(site_input(site), fx.Node):
+            continue
+        y = site_input(site)
+        for user in list(y.users):
+            if user is not site.node and order[user] > order[site.node]:
+                user.replace_input_with(y, site.node)
+                moved += 1
+    if moved:
+        gm.recompile()
+    return moved
+
+
 def fuse_batchnorm(gm: fx.GraphModule) -> int:
     """Fold eval-mode batch norms into the convolution / linear layer feeding them (in place).
 
@@ -378,6 +446,8 @@ def replace_sites(gm: fx.GraphModule, sites: list[ActivationSite],
             new = graph.call_module(s.name, (x,), dict(kwargs or {}))
         node.replace_all_uses_with(new)
         graph.erase_node(node)
+        by_name[s.node.name] = new  # a later site fed by this one finds its replacement
+        by_name[new.name] = new
     graph.lint()
     gm.delete_all_unused_submodules()
     gm.recompile()
@@ -429,7 +499,7 @@ def site_thresholds(ctx: ConversionContext, thresholds: dict[str, Any] | None = 
         if s.name in thresholds:
             out[s.name] = thresholds[s.name]
         elif s.kind == "qcfs":
-            out[s.name] = s.module.threshold.detach().clone()
+            out[s.name] = s.module.effective_threshold().detach().clone()
         elif s.clip is not None:
             out[s.name] = s.clip
         else:
@@ -485,6 +555,8 @@ class ConvertedSNN(nn.Module):
         self.input_dims = input_dims
         self.engine = engine
         self.origin: Origin | None = None  # set by convert / leansnn.load; needed to save
+        # products of spiking signals converted under allow_products=True (approximate)
+        self.approximate: list[str] = find_products(net, [])
         self._build_plan()
         self.eval()  # converted networks are for inference (BN uses running statistics)
 
@@ -531,7 +603,15 @@ class ConvertedSNN(nn.Module):
 
     def fast_path_status(self, sequence: bool = False) -> tuple[bool, list[str]]:
         """``(available, reasons it is not)`` for static (or ``sequence``) inputs."""
-        return self._plan.status(sequence, self.training)
+        return self._status(sequence)
+
+    def _status(self, sequence: bool) -> tuple[bool, list[str]]:
+        ok, reasons = self._plan.status(sequence, self.training)
+        if self.approximate:  # converted under allow_products=True
+            reasons = reasons + [f"{p} multiplies two spiking signals: converted approximately "
+                                 "(allow_products=True), so it is simulated step by step"
+                                 for p in self.approximate]
+        return ok and not self.approximate, reasons
 
     # -- running --------------------------------------------------------------------------
     def _check_input(self, x: Any) -> bool:
@@ -575,18 +655,29 @@ class ConvertedSNN(nn.Module):
         if eng not in ("auto", "fast", "simulate"):
             raise ValueError(f"engine must be 'auto', 'fast' or 'simulate', got {eng!r}")
         if eng != "simulate":
-            ok, reasons = self._plan.status(not static, self.training)
+            ok, reasons = self._status(not static)
             if eng == "fast" and not ok:
                 raise ValueError("the exact fast path is not available: " + "; ".join(reasons)
                                  + "; use engine='simulate'")
             eng = "fast" if ok else "simulate"
         if eng == "fast":
-            plan = self._plan
-            mean = x if static else x.mean(0)
-            means = plan.fast(mean)
-            xf = self._fold(x, static) if plan.tail_uses_input else None
-            return self._unfold(plan.tail(xf, *means))
-        return self._unfold(self.net(self._fold(x, static)))
+            return self._fast(x, static)
+        return _nan_rows(self._unfold(self.net(self._fold(x, static))), x, static)
+
+    def _fast(self, x: torch.Tensor, static: bool) -> torch.Tensor:
+        """The exact fast path: time-means through the graph once, the tail on the rebuilt
+        trains, and the last step closed so that ``y.mean(0)`` is the rate-domain output
+        bit for bit (the QCFS ANN's arithmetic at ``T == L``; see ``fastpath.close_mean``)."""
+        from .fastpath import close_mean
+
+        plan = self._plan
+        means, z = plan.fast(x if static else x.mean(0))
+        xf = self._fold(x, static) if plan.tail_uses_input else None
+        y = self._unfold(plan.tail(xf, *means))
+        if plan.mean_is_exact(not static) and isinstance(z, torch.Tensor) and (
+                z.shape == y.shape[1:] and z.dtype == y.dtype):
+            close_mean(y, z)
+        return _nan_rows(y, x, static)
 
     def extra_repr(self) -> str:
         ok, _ = self._plan.status(False, False)
@@ -594,9 +685,21 @@ class ConvertedSNN(nn.Module):
                 f"fast_path={'exact' if ok else 'unavailable'}")
 
 
+def _nan_rows(y: torch.Tensor, x: torch.Tensor, static: bool) -> torch.Tensor:
+    """NaN input gives NaN output (as in the ANN), in both engines: every output of a sample
+    with a NaN anywhere in its input is NaN (spike counts of NaN would otherwise read 0)."""
+    nan = torch.isnan(x)
+    if not bool(nan.any()):
+        return y
+    rows = nan.reshape(x.shape[0], -1).any(1) if static else (
+        nan.transpose(0, 1).reshape(x.shape[1], -1).any(1))
+    return y.masked_fill(rows.view(1, -1, *([1] * (y.dim() - 2))), float("nan"))
+
+
 def convert(model: nn.Module, T: int, method: str = "parallel", *, engine: str = "auto",
             input_dims: int | None = None, leaf_modules: Iterable[type] = (),
-            fuse_bn: bool = True, **options: Any) -> ConvertedSNN:
+            fuse_bn: bool | None = None, allow_products: bool = False,
+            **options: Any) -> ConvertedSNN:
     """Convert an ANN into a spiking network with ``T`` time steps.
 
     Args:
@@ -609,8 +712,16 @@ def convert(model: nn.Module, T: int, method: str = "parallel", *, engine: str =
         engine: default engine of the result (``"auto"``, ``"fast"``, ``"simulate"``).
         input_dims: dims of one static input batch (inferred from a first convolution).
         leaf_modules: module classes to keep opaque while tracing.
-        fuse_bn: fold eval-mode batch norms into the preceding conv / linear layer (faster;
-            outputs change only by float rounding). ``False`` keeps the ANN's exact arithmetic.
+        fuse_bn: fold eval-mode batch norms into the preceding conv / linear layer (faster
+            simulation; outputs change by float rounding, which can move a value across a
+            floor boundary). ``None`` (default): fold only for ``method="serial"`` (always
+            simulated); otherwise keep the ANN's exact arithmetic, so that on the fast path at
+            ``T == L`` ``y.mean(0)`` is the QCFS ANN's output bit for bit.
+        allow_products: convert products of two spiking signals (gating such as
+            squeeze-excitation ``x * sigmoid(...)``, attention, ``x * y`` of two activations)
+            anyway. The result is then only approximate (the time mean of a product is not
+            the product of the means): it is marked ``snn.approximate`` and always
+            simulated, and ``fast_path_status()`` says why. Default: refused by name.
         options: passed to the method (``thresholds={site: value}`` for the built-ins).
 
     The result saves with ``leansnn.save`` (results, not the options: see
@@ -627,7 +738,8 @@ def convert(model: nn.Module, T: int, method: str = "parallel", *, engine: str =
     if not isinstance(model, nn.Module):
         raise ValueError(f"convert expects an nn.Module, got {type(model).__name__}")
     leaf_modules = tuple(leaf_modules)
-    gm, sites, dims = prepare(model, leaf_modules, fuse_bn, input_dims)
+    fuse_bn = (method == "serial") if fuse_bn is None else bool(fuse_bn)
+    gm, sites, dims = prepare(model, leaf_modules, fuse_bn, input_dims, allow_products)
     ctx = ConversionContext(gm, sites, T, dims)
     try:
         neurons = _METHODS[method](ctx, **options)
@@ -635,7 +747,7 @@ def convert(model: nn.Module, T: int, method: str = "parallel", *, engine: str =
         raise ValueError(f"method {method!r}: bad options {sorted(options)}: {e}") from None
     snn = assemble(gm, sites, neurons, T, method, dims, engine, what=f"method {method!r}")
     snn.origin = Origin(getattr(model, "leansnn_config", None), type(model).__name__, fuse_bn,
-                        tuple(c.__name__ for c in leaf_modules), ctx.info)
+                        tuple(c.__name__ for c in leaf_modules), ctx.info, allow_products)
     try:  # what leansnn.save will record (if it can be saved)
         snn.leansnn_config = snn.checkpoint_config()
     except ConversionError:
@@ -644,7 +756,7 @@ def convert(model: nn.Module, T: int, method: str = "parallel", *, engine: str =
 
 
 def prepare(model: nn.Module, leaf_modules: Iterable[type] = (), fuse_bn: bool = True,
-            input_dims: int | None = None
+            input_dims: int | None = None, allow_products: bool = False
             ) -> tuple[fx.GraphModule, list[ActivationSite], int | None]:
     """Steps 1 to 3 of the pipeline, shared by :func:`convert` and ``leansnn.load``: an eval
     copy of ``model`` traced (``leaf_modules`` kept opaque), its activation sites, the
@@ -659,12 +771,18 @@ def prepare(model: nn.Module, leaf_modules: Iterable[type] = (), fuse_bn: bool =
             f"({[n.name for n in placeholders]}); wrap it in a module whose forward takes "
             "exactly one tensor")
     sites, problems = find_activation_sites(gm)
+    products = find_products(gm, sites)
+    if products and not allow_products:
+        problems += [f"{p}: a product of two spiking signals (its time mean is not the "
+                     "product of the means); pass allow_products=True to convert it "
+                     "approximately" for p in products]
     if problems:
         raise ConversionError(
             f"cannot convert {type(model).__name__}: {len(problems)} operation(s) have no "
             "spiking equivalent:\n  - " + "\n  - ".join(problems) + "\nFix: replace them by "
             "ReLU or leansnn.QCFS and retrain (or fine-tune) the ANN; only QCFS, ReLU, ReLU6 "
             "and F.relu / torch.relu / Tensor.relu calls can become spiking neurons.")
+    keep_inplace_semantics(gm, sites)
     dims = input_dims if input_dims is not None else infer_input_dims(gm)
     if fuse_bn:
         fuse_batchnorm(gm)

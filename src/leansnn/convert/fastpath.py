@@ -25,6 +25,24 @@ When a non-affine operation (max pooling of spikes, a product of two spike-depen
 tensors, an unknown function, batch norm without running statistics) lies between
 time-varying values and a neuron, the fast path is not exact and the status says why; the
 converted network then simulates all T steps explicitly.
+
+**Max pooling commutes with the time mean of front-loaded trains.** A parallel neuron emits
+its ``n`` spikes in the first ``n`` steps, so each of its outputs is ``b + a 1[t < n]``. If
+every element of a pooling window has the *same* amplitude ``a`` and base ``b`` (any sign),
+the step-wise max over the window is ``b + a 1[t < max n]`` (``a >= 0``) or
+``b + a 1[t < min n]`` (``a < 0``): again a front-loaded train, whose time mean is the max of
+the elements' time means. So ``maxpool(mean) == mean(maxpool)`` exactly, and the fast path
+(which pools the means, picking one element without rounding) stays exact. :func:`fl_tags`
+tracks this form through the graph: a neuron with a scalar or per-channel (``[C, 1, ...]``)
+amplitude starts it; identity-like ops (dropout in eval, contiguous, clone, dtype casts),
+multiplication / addition by Python numbers, eval batch norm (per-channel), chunk / split,
+concatenation along a positive dim, and max pooling itself keep it; a scalar amplitude also
+survives every reshape (view / flatten / transpose / permute). Anything else (a conv, an add of
+two signals, average pooling, padding) ends it — the result is still fine for affine ops, but a
+max pool of it is not exact. Where it does **not** hold: a max over elements of different
+amplitudes (a max across channels of per-channel amplitudes, a spatial max of per-neuron
+amplitudes), a max of trains that are not front-loaded (after a conv, a residual add, or of a
+time-varying input sequence), and serial IF neurons (not front-loaded).
 """
 
 from __future__ import annotations
@@ -39,7 +57,7 @@ from torch import fx, nn
 
 from ..neuron import SpikingNeuron
 
-__all__ = ["FastPlan", "build_plan", "is_affine"]
+__all__ = ["FastPlan", "build_plan", "is_affine", "fl_tags", "close_mean"]
 
 _AFFINE_MODULES: tuple[type, ...] = (
     nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
@@ -109,6 +127,99 @@ def is_affine(node: fx.Node, gm: fx.GraphModule, varying: set[fx.Node]) -> bool:
     return target in _AFFINE_METHODS
 
 
+_MAX_MODULES: tuple[type, ...] = (
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+)
+_MAX_FUNCTIONS = {F.max_pool1d, F.max_pool2d, F.max_pool3d, F.adaptive_max_pool1d,
+                  F.adaptive_max_pool2d, F.adaptive_max_pool3d}
+_KEEP_MODULES: tuple[type, ...] = (
+    nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+)
+_KEEP_METHODS = {"contiguous", "clone", "to", "float", "double", "half", "type_as", "detach",
+                 "chunk", "split"}
+_KEEP_FUNCTIONS = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, torch.chunk, torch.split,
+                   torch.clone}
+_RESHAPES = {"view", "reshape", "flatten", "transpose", "permute", "squeeze", "unsqueeze",
+             "view_as", "reshape_as", torch.flatten, torch.reshape, torch.squeeze,
+             torch.unsqueeze, torch.transpose, torch.permute}
+_NUMBER_OPS = {operator.add, operator.sub, operator.mul, operator.truediv, operator.neg,
+               operator.pos, torch.add, torch.sub, torch.mul, torch.div, torch.neg, "add",
+               "sub", "mul", "div", "neg"}
+
+
+def _neuron_tag(mod: nn.Module) -> int | None:
+    amp = getattr(mod, "spike_amplitude", None)
+    if not isinstance(amp, torch.Tensor) or not getattr(mod, "supports_mean", False):
+        return None  # e.g. serial IF neurons: their trains are not front-loaded
+    if amp.numel() == 1:
+        return 0
+    return 1 if all(s == 1 for s in amp.shape[1:]) else None
+
+
+def _max_ok(node: fx.Node, gm: fx.GraphModule, tag: int | None) -> bool:
+    """A max pooling whose input is a front-loaded train uniform over every pooled dim."""
+    if tag is None or tag > 1:
+        return False
+    if node.op == "call_module":
+        mod = gm.get_submodule(node.target)
+        return isinstance(mod, _MAX_MODULES) and not mod.return_indices
+    return node.op == "call_function" and node.target in _MAX_FUNCTIONS and not (
+        node.kwargs.get("return_indices", False))
+
+
+def _tag_of(node: fx.Node, gm: fx.GraphModule, tags: dict[fx.Node, int | None]
+            ) -> int | None:
+    """Front-loaded form of ``node``'s output: ``d`` = amplitude and base are constant over
+    every dim after ``d`` (0: scalar, 1: per channel); ``None``: not front-loaded."""
+    ins = [i for i in node.all_input_nodes if i in tags]
+    if not ins:
+        return None
+    d = tags[ins[0]] if len(ins) == 1 else None
+    tgt = node.target
+    if node.op == "call_module":
+        mod = gm.get_submodule(tgt)
+        if isinstance(mod, _KEEP_MODULES) or _max_ok(node, gm, d):
+            return d
+        if isinstance(mod, _BN) and d is not None:
+            return max(d, 1)
+        return None
+    if node.op == "call_function" and tgt in (torch.cat, torch.concat):
+        dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
+        ds = [tags.get(i) for i in node.all_input_nodes]
+        if not isinstance(dim, int) or dim < 1 or any(x is None for x in ds):
+            return None
+        return max(*ds, dim)
+    if tgt is operator.getitem and isinstance(node.args[0], fx.Node) and (
+            node.args[0].target in ("chunk", "split", torch.chunk, torch.split)):
+        return d
+    if tgt in _KEEP_METHODS or tgt in _KEEP_FUNCTIONS or _max_ok(node, gm, d):
+        return d
+    if tgt in _RESHAPES:
+        return 0 if d == 0 else None
+    if tgt in _NUMBER_OPS and len(node.all_input_nodes) == 1 and all(
+            isinstance(a, (int, float, fx.Node)) for a in node.args):
+        return d
+    return None
+
+
+def fl_tags(net: fx.GraphModule, nodes: list[fx.Node], varying: set[fx.Node]
+            ) -> dict[fx.Node, int | None]:
+    """Front-loaded form (see :func:`_tag_of` and the module docstring) of every varying
+    node of the converted graph ``net``."""
+    tags: dict[fx.Node, int | None] = {}
+    for n in nodes:
+        if n not in varying:
+            continue
+        if n.op == "call_module" and isinstance(net.get_submodule(n.target), SpikingNeuron):
+            tags[n] = _neuron_tag(net.get_submodule(n.target))
+        elif n.op != "placeholder":
+            tags[n] = _tag_of(n, net, tags)
+        else:
+            tags[n] = None
+    return tags
+
+
 def _is_meta(node: fx.Node, meta: set[fx.Node]) -> bool:
     """Nodes that compute shapes / sizes (Python numbers), never tensors."""
     if node.op == "call_method" and node.target in _META_METHODS:
@@ -129,6 +240,14 @@ class FastPlan:
     tail_uses_input: bool
     reasons_static: list[str] = field(default_factory=list)
     reasons_sequence: list[str] = field(default_factory=list)
+    # why the output's time mean is not the rate-domain output (the tail does not commute)
+    tail_static: list[str] = field(default_factory=list)
+    tail_sequence: list[str] = field(default_factory=list)
+
+    def mean_is_exact(self, sequence: bool) -> bool:
+        """Whether ``y.mean(0)`` equals the output computed on time-means (so the engine may
+        close the last step's rounding, see :func:`close_mean`)."""
+        return not (self.tail_sequence if sequence else self.tail_static)
 
     def status(self, sequence: bool, training: bool) -> tuple[bool, list[str]]:
         reasons = list(self.reasons_sequence if sequence else self.reasons_static)
@@ -163,14 +282,17 @@ def build_plan(net: fx.GraphModule) -> FastPlan:
     src_index = {n: i for i, n in enumerate(sources)}
     fast = _fast_graph(net, nodes, neuron_set, src_index)
     tail_gm, uses_input = _tail_graph(net, nodes, tail, src_index)
-    return FastPlan(fast, tail_gm, uses_input, _not_exact(net, nodes, neurons, False),
-                    _not_exact(net, nodes, neurons, True))
+    (rs, ts), (rq, tq) = (_not_exact(net, nodes, neurons, False),
+                          _not_exact(net, nodes, neurons, True))
+    return FastPlan(fast, tail_gm, uses_input, rs, rq, ts, tq)
 
 
 def _not_exact(net: fx.GraphModule, nodes: list[fx.Node], neurons: list[fx.Node],
-               sequence: bool) -> list[str]:
-    """Why the fast path is not exact for static (or ``sequence``) inputs: every non-affine
-    node between time-varying values and a neuron."""
+               sequence: bool) -> tuple[list[str], list[str]]:
+    """Why the fast path is not exact for static (or ``sequence``) inputs: every node between
+    time-varying values and a neuron that does not commute with the time mean (not affine,
+    not a max pooling of front-loaded trains); and the same for the tail after the last
+    neurons (then the output's time mean is not the rate-domain output)."""
     neuron_set = set(neurons)
     anc: set[fx.Node] = set()  # ancestors of neurons: nodes whose value reaches some neuron
     stack = [i for n in neurons for i in _node_inputs(n)]
@@ -184,7 +306,6 @@ def _not_exact(net: fx.GraphModule, nodes: list[fx.Node], neurons: list[fx.Node]
         if _is_meta(n, meta):
             meta.add(n)
     varying: set[fx.Node] = set()
-    bad = []
     for n in nodes:
         if n in meta or n.op in ("get_attr", "output"):
             continue
@@ -194,9 +315,20 @@ def _not_exact(net: fx.GraphModule, nodes: list[fx.Node], neurons: list[fx.Node]
             continue
         if n in neuron_set or any(i in varying for i in _node_inputs(n)):
             varying.add(n)
-            if n not in neuron_set and n in anc and not is_affine(n, net, varying):
-                bad.append(n)
-    return [f"{_describe(n, net)} is not affine and lies between spiking layers" for n in bad]
+    tags = fl_tags(net, nodes, varying)
+    bad = [n for n in nodes if n in varying and n not in neuron_set and n.op != "placeholder"
+           and not (
+        is_affine(n, net, varying) or _max_ok(n, net, tags.get(_first_input(n, varying))))]
+    reasons = [f"{_describe(n, net)} is not affine, nor a max pooling of front-loaded spike "
+               "trains of one amplitude per window, and lies between spiking layers"
+               for n in bad if n in anc]
+    tail = [f"{_describe(n, net)} (after the last spiking layers) does not commute with the "
+            "time mean" for n in bad if n not in anc]
+    return reasons, tail
+
+
+def _first_input(node: fx.Node, varying: set[fx.Node]) -> fx.Node | None:
+    return next((i for i in _node_inputs(node) if i in varying), None)
 
 
 def _tail_and_sources(nodes: list[fx.Node], neuron_set: set[fx.Node]
@@ -229,12 +361,16 @@ def _fast_graph(net: fx.GraphModule, nodes: list[fx.Node], neuron_set: set[fx.No
     for n in nodes:
         if n.op == "output":
             break
-        if n in neuron_set:
+        if n in neuron_set:  # sources notify from the tail, where their trains are built
             mode = "mean_silent" if n in src_index else "mean"
             env[n] = fg.call_module(n.target, (env[n.args[0]],), {"mode": mode})
         else:
             env[n] = fg.node_copy(n, lambda a: env[a])
-    fg.output(tuple(env[s.args[0]] for s in src_index))  # sources in index order
+    out_node = next(n for n in reversed(nodes) if n.op == "output")
+    # sources' inputs in index order, then the whole output computed on time-means (the
+    # ANN's own arithmetic: what y.mean(0) is closed to, see close_mean)
+    fg.output((tuple(env[s.args[0]] for s in src_index),
+               fx.node.map_arg(out_node.args[0], lambda a: env[a])))
     fast = fx.GraphModule(net, fg, class_name="FastPath")
     fast.graph.eliminate_dead_code()
     fast.recompile()
@@ -261,3 +397,33 @@ def _tail_graph(net: fx.GraphModule, nodes: list[fx.Node], tail: set[fx.Node],
             else:
                 tenv[n] = tg.node_copy(n, lambda a: tenv[a])
     return fx.GraphModule(net, tg, class_name="FastTail"), uses_input
+
+
+def close_mean(y: torch.Tensor, z: torch.Tensor, rounds: int = 6) -> torch.Tensor:
+    """Make ``y.mean(0)`` equal ``z`` bit for bit (in place on ``y`` ``[T, ...]``), by
+    moving only the last step's value by the float rounding that separates the per-step sum
+    from the rate-domain value ``z`` (a few ulp of ``z``; ``y`` and ``z`` agree exactly in
+    real arithmetic). Exact whenever floats allow it (always for ``T`` a power of two, since
+    then ``mean = sum / T`` divides exactly); elsewhere within one ulp. Non-finite ``z``
+    (NaN input) is copied to every step; infinite ``z`` is left alone."""
+    T = y.shape[0]
+    nan = torch.isnan(z)
+    if bool(nan.any()):
+        y.masked_fill_(nan.unsqueeze(0), float("nan"))
+    fin = torch.isfinite(z)
+    last = y[T - 1]
+    m = y.mean(0)
+    off = (m != z) & fin
+    if not bool(off.any()):
+        return y
+    head = y[:T - 1].sum(0) if T > 1 else torch.zeros_like(z)
+    last.copy_(torch.where(off, z * T - head, last))
+    for _ in range(rounds):  # nudge by one ulp at a time where rounding still separates them
+        m = y.mean(0)
+        off = (m != z) & fin
+        if not bool(off.any()):
+            break
+        toward = torch.where(m < z, torch.full_like(z, float("inf")),
+                             torch.full_like(z, float("-inf")))
+        last.copy_(torch.where(off, torch.nextafter(last, toward), last))
+    return y

@@ -89,7 +89,7 @@ def site_thresholds_from(site: ActivationSite, a_chunks: list[torch.Tensor],
     trained threshold of a QCFS site, else the channel maximum or ``percentile``."""
     shape = param_shape(a_chunks[0])
     if site.kind == "qcfs":
-        th = site.module.threshold.detach().to(a_chunks[0].dtype)
+        th = site.module.effective_threshold().detach().to(a_chunks[0].dtype)
         raw = th.expand(shape[:1] if shape else ()).clone()
     elif percentile is None or percentile >= 100:
         raw = chan_max(a_chunks)

@@ -140,6 +140,8 @@ def snn_config(snn: ConvertedSNN) -> dict:
     kwargs = {"ann": origin.ann_config, "T": snn.T, "method": snn.method,
               "engine": snn.engine, "fuse_bn": origin.fuse_bn, "input_dims": snn.input_dims,
               "leaf_modules": list(origin.leaf_modules), "dtype": _dtype(snn), "sites": sites}
+    if origin.allow_products:  # recorded only when set: older files stay byte-identical
+        kwargs["allow_products"] = True
     return {"name": "converted", "kwargs": kwargs}
 
 
@@ -166,7 +168,7 @@ def _site_neuron(spec: dict) -> nn.Module:
 def converted(ann: dict, T: int, method: str = "parallel", engine: str = "auto",
               sites: list | None = None, fuse_bn: bool = True, input_dims: int | None = None,
               leaf_modules: list | None = None, dtype: str | None = None,
-              options: dict | None = None) -> nn.Module:
+              options: dict | None = None, allow_products: bool = False) -> nn.Module:
     """Rebuild a converted SNN (weights and neuron values come from the checkpoint).
 
     ``sites``: per site ``{"site", "neuron", "args"}`` as :func:`snn_config` records them.
@@ -177,7 +179,7 @@ def converted(ann: dict, T: int, method: str = "parallel", engine: str = "auto",
     if sites is None:
         return convert(model, T, method, engine=engine, **(options or {}))
     leaves = _leaf_classes(model, list(leaf_modules or []))
-    gm, found, dims = prepare(model, leaves, fuse_bn, input_dims)
+    gm, found, dims = prepare(model, leaves, fuse_bn, input_dims, allow_products)
     names = [s.name for s in found]
     saved = [s.get("site") for s in sites]
     if names != saved:
@@ -188,5 +190,6 @@ def converted(ann: dict, T: int, method: str = "parallel", engine: str = "auto",
     snn = assemble(gm, found, neurons, T, method, dims, engine, what="the checkpoint")
     if dtype is not None and dtype != "float32":
         snn.to(_torch_dtype(dtype))
-    snn.origin = Origin(encode(ann), type(model).__name__, fuse_bn, tuple(leaf_modules or ()))
+    snn.origin = Origin(encode(ann), type(model).__name__, fuse_bn, tuple(leaf_modules or ()),
+                        allow_products=allow_products)
     return snn

@@ -1,0 +1,73 @@
+"""ls.conversion.to_qcfs: every ReLU / ReLU6 site -> its own QCFS, saved as "qcfs_of"."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import leansnn as ls
+from leansnn.convert import ConversionError
+
+
+class Sites(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.relu = nn.ReLU(inplace=True)  # shared: called twice
+        self.c2, self.r6 = nn.Conv2d(8, 8, 3, padding=1), nn.ReLU6()
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        x = self.relu(self.b1(self.c1(x)))
+        y = self.relu(self.c2(x))
+        y = F.relu(y) + torch.relu(x)
+        y = self.r6(y).relu()
+        return self.fc(F.adaptive_avg_pool2d(y, 1).flatten(1))
+
+
+def test_every_site_gets_its_own_qcfs_and_converts_exactly():
+    torch.manual_seed(0)
+    data = torch.randn(64, 3, 8, 8)
+    q = ls.conversion.to_qcfs(Sites(), 4, calib_data=data)
+    acts = {n: m for n, m in q.named_modules() if isinstance(m, ls.QCFS)}
+    assert len(acts) == 6 and len({id(m) for m in acts.values()}) == 6
+    assert not any(isinstance(m, (nn.ReLU, nn.ReLU6)) for m in q.modules())
+    assert acts["r6"].cap == 6.0 and all(m.levels == 4 for m in acts.values())
+    assert all(0 < m.theta < 20 for m in acts.values())
+    q.eval()
+    x = torch.randn(8, 3, 8, 8)
+    snn = ls.convert(q, T=4)
+    assert snn.fast_path_status() == (True, [])
+    assert torch.equal(snn(x).mean(0), q(x))
+
+
+def test_thresholds_without_data_and_cap():
+    m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 1),
+                      nn.ReLU6(), nn.Flatten())
+    nn.init.constant_(m[1].weight, 2.0)
+    nn.init.constant_(m[1].bias, 1.0)
+    q = ls.conversion.to_qcfs(m, 8)
+    assert q.get_submodule("2").theta == pytest.approx(7.0)  # beta + 3 |gamma|
+    assert q.get_submodule("4").theta == pytest.approx(3.0)  # default
+    q.get_submodule("4").threshold.data.fill_(9.0)
+    assert q.get_submodule("4").theta == 6.0  # the ReLU6 clip stays a cap
+    assert q.training  # ready for fine-tuning
+
+
+def test_refuses_silu_and_hardswish_by_name():
+    for bad in (nn.SiLU(), nn.Hardswish()):
+        with pytest.raises(ConversionError, match=type(bad).__name__):
+            ls.conversion.to_qcfs(nn.Sequential(nn.Conv2d(3, 4, 3), bad), 4)
+
+
+def test_saves_and_loads_as_qcfs_of(tmp_path):
+    relu = ls.models.create("small_cnn", activation="relu")
+    q = ls.conversion.to_qcfs(relu, 4, calib_data=torch.rand(16, 1, 28, 28))
+    assert q.leansnn_config["name"] == "qcfs_of"
+    out = ls.save(q.eval(), tmp_path / "q.lsnn")
+    back = ls.load(out).eval()
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.equal(back(x), q(x))
+    assert torch.equal(ls.convert(back, T=4)(x).mean(0), q(x))
