@@ -3,9 +3,8 @@
 Skipped when the committed checkpoint or the Fashion-MNIST files are absent.
 """
 
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 import pytest
 import torch
