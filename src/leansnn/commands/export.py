@@ -117,13 +117,15 @@ def run(args: argparse.Namespace) -> int:
     if not input_is_static(model, x):
         x = x.unsqueeze(0).expand(T, *x.shape)
     dt = DEFAULT_DT if args.dt is None else args.dt
-    try:
-        graph = to_nir(model, x, dt=dt, soft_reset=args.soft_reset)
+    try:   # the shape first: a wrong --input-shape is one error, not one per layer
+        with torch.no_grad():
+            model(x)
     except RuntimeError as e:
         if "memory" in str(e):
             raise
         raise ValueError(f"the model cannot run on an input of shape {shape} per step "
                          f"({str(e).splitlines()[0][:160]}); check --input-shape") from None
+    graph = to_nir(model, x, dt=dt, soft_reset=args.soft_reset)
 
     def write(tmp: str) -> None:
         nir.write(tmp, graph)
