@@ -15,11 +15,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import write_idx
 
 import leansnn as ls
 from leansnn.cli import main, user_error
-
-from conftest import write_idx
 
 MAGIC = "leansnn-checkpoint"
 

@@ -31,7 +31,8 @@ def add_common(p: argparse.ArgumentParser, *, device_auto: bool = False, seed: i
     p.add_argument("--device", default=choices[0], choices=choices,
                    help="where to compute (default %(default)s" +
                         (": cuda when available)" if device_auto else ")"))
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's, all cores)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's, all cores)")
     if seed is not None:
         p.add_argument("--seed", type=int, default=seed,
                        help="random seed (data subsets, initialisation; default %(default)s)")
