@@ -68,7 +68,7 @@ def test_train_ann_init_from_starts_from_the_given_weights(tiny_ckpt, tmp_path, 
     src = ls.load(tiny_ckpt)
     net = ls.models.create("small_cnn", num_classes=10, in_channels=1,
                            activation=ls.QCFS(levels=2, threshold=3.0))
-    info = _init_weights(net, tiny_ckpt)
+    net, info = _init_weights(net, tiny_ckpt, "qcfs", 2)
     for k, v in src.state_dict().items():
         torch.testing.assert_close(net.state_dict()[k], v)
     assert info["path"] == tiny_ckpt.name and len(info["history"]) == 1

@@ -71,3 +71,17 @@ def test_saves_and_loads_as_qcfs_of(tmp_path):
     x = torch.rand(4, 1, 28, 28)
     assert torch.equal(back(x), q(x))
     assert torch.equal(ls.convert(back, T=4)(x).mean(0), q(x))
+
+
+def test_train_ann_init_from_a_relu_checkpoint_makes_its_qcfs_twin(tmp_path):
+    from leansnn.commands.train_ann import _init_weights
+
+    relu = ls.models.create("small_cnn", activation="relu")
+    path = ls.save(relu, tmp_path / "relu.lsnn")
+    fresh = ls.models.create("small_cnn", activation=ls.QCFS(levels=4))
+    net, info = _init_weights(fresh, path, "qcfs", 4, torch.rand(32, 1, 28, 28))
+    assert net.leansnn_config["name"] == "qcfs_of" and info["path"] == "relu.lsnn"
+    assert sum(isinstance(m, ls.QCFS) for m in net.modules()) >= 2
+    x = torch.rand(2, 1, 28, 28)
+    relu.eval()
+    assert net.eval()(x).shape == relu(x).shape

@@ -80,7 +80,7 @@ def train_ann(model: str = "small_cnn", activation: str = "qcfs", levels: int = 
         model, _data.model_io(choice, train)), **(model_kwargs or {}))
     init_meta = None
     if init_from is not None:
-        init_meta = _init_weights(net, Path(init_from))
+        net, init_meta = _init_weights(net, Path(init_from), activation, levels, train)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
                       weight_decay=weight_decay, schedule="cosine", seed=seed,
                       augment="flip_crop" if aug == "flip_crop" else "none")
@@ -110,21 +110,29 @@ def train_ann(model: str = "small_cnn", activation: str = "qcfs", levels: int = 
             "path": out}
 
 
-def _init_weights(net: Any, path: Path) -> dict:
+def _init_weights(net: Any, path: Path, activation: str = "relu", levels: int = 4,
+                  calib: Any = None) -> tuple[Any, dict]:
     """Load the weights of the ``.lsnn`` file ``path`` into ``net`` (same model and activation
-    required); return a summary of where they came from for the new file's metadata."""
+    required), or, for ``activation="qcfs"`` and a ReLU network in ``path``, make its QCFS
+    twin (``ls.conversion.to_qcfs``, thresholds from ``calib``); return the network and a
+    summary of where it came from for the new file's metadata."""
     import leansnn as ls
 
     src = ls.load(path)
     mine, theirs = getattr(net, "leansnn_config", None), src.leansnn_meta.get("config")
-    if mine != theirs:
+    if mine != theirs and activation == "qcfs" and not any(
+            isinstance(m, ls.QCFS) for m in src.modules()):  # ReLU net -> its QCFS twin
+        net = ls.conversion.to_qcfs(src.train(), levels, calib_data=calib, max_batches=4)
+    elif mine != theirs:
         raise ValueError(f"--init-from {path}: it holds {theirs}, but this run trains {mine}; "
-                         "give a checkpoint of the same model, activation and levels")
-    net.load_state_dict(src.state_dict())
+                         "give a checkpoint of the same model, activation and levels (or a "
+                         "ReLU checkpoint with --activation qcfs)")
+    else:
+        net.load_state_dict(src.state_dict())
     m = src.leansnn_meta.get("meta", {})
-    return {"path": path.name, "note": src.leansnn_meta.get("note", ""),
-            "test_accuracy": m.get("test_accuracy"), "history": m.get("history"),
-            "train_config": m.get("train_config"), "init_from": m.get("init_from")}
+    return net, {"path": path.name, "note": src.leansnn_meta.get("note", ""),
+                 "test_accuracy": m.get("test_accuracy"), "history": m.get("history"),
+                 "train_config": m.get("train_config"), "init_from": m.get("init_from")}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
