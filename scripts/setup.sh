@@ -2,15 +2,26 @@
 # Set up leansnn on a fresh Debian machine (or any Linux with Python >= 3.11):
 #   1. create .venv in the repository root when missing (installing python3-venv via apt if
 #      the interpreter cannot make one),
-#   2. install the CPU build of PyTorch (pinned, so no multi-GB CUDA build is pulled) and
-#      leansnn with its dev and nir extras,
-#   3. install Debian's dataset-fashion-mnist when the data is missing and apt is available.
+#   2. PyTorch, never a CUDA build behind your back:
+#      - a torch already in .venv that satisfies TORCH_SPEC (or, when TORCH_SPEC is not set,
+#        leansnn's own requirement) is kept as it is;
+#      - TORCH_INDEX_URL set: pip install "$TORCH_SPEC" from that index (your choice of build,
+#        e.g. https://download.pytorch.org/whl/cu124 for CUDA 12.4);
+#      - else, when a local wheel (pip's find-links) satisfies TORCH_SPEC: a plain pip install
+#        (works offline);
+#      - else: the CPU build from https://download.pytorch.org/whl/cpu,
+#   3. leansnn with its dev and nir extras (editable),
+#   4. Debian's dataset-fashion-mnist when the data is missing and apt is available.
 # Idempotent: a second run only checks. Variables: PYTHON (interpreter, default python3),
-# TORCH_SPEC (default torch==2.13.0), EXTRAS (default dev,nir), SKIP_DATA=1.
+# TORCH_SPEC (default torch==2.13.0), TORCH_INDEX_URL (default: see 2.), EXTRAS (default
+# dev,nir), SKIP_DATA=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+TORCH_SPEC_GIVEN=${TORCH_SPEC:+1}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+TORCH_INDEX_URL=${TORCH_INDEX_URL:-}
+CPU_INDEX=https://download.pytorch.org/whl/cpu
 EXTRAS=${EXTRAS:-dev,nir}
 STAMP=.venv/.leansnn-installed-$EXTRAS
 
@@ -40,10 +51,45 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 
+# exit 0 when the torch in .venv satisfies the requirement $1 (e.g. "torch>=2.1")
+torch_satisfies() {
+  .venv/bin/python - "$1" <<'PY'
+import sys
+from importlib.metadata import PackageNotFoundError, version
+try:
+    v = version("torch")
+except PackageNotFoundError:
+    sys.exit(1)
+try:
+    from packaging.requirements import Requirement
+except ImportError:
+    from pip._vendor.packaging.requirements import Requirement
+sys.exit(0 if Requirement(sys.argv[1]).specifier.contains(v, prereleases=True) else 1)
+PY
+}
+
+install_torch() {
+  local keep="$TORCH_SPEC"
+  [ -n "$TORCH_SPEC_GIVEN" ] || keep=$(sed -n 's/^ *"\(torch[^"]*\)".*/\1/p' pyproject.toml | head -1)
+  if torch_satisfies "${keep:-torch}"; then
+    echo "setup: keeping torch $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("torch"))') (satisfies ${keep:-torch})"
+  elif [ -n "$TORCH_INDEX_URL" ]; then
+    echo "setup: installing $TORCH_SPEC from $TORCH_INDEX_URL"
+    .venv/bin/python -m pip install -q --index-url "$TORCH_INDEX_URL" "$TORCH_SPEC"
+  elif .venv/bin/python -m pip install -q --dry-run --no-deps --no-index "$TORCH_SPEC" \
+      >/dev/null 2>&1; then
+    echo "setup: installing $TORCH_SPEC from a local wheel"
+    .venv/bin/python -m pip install -q "$TORCH_SPEC"
+  else
+    echo "setup: installing $TORCH_SPEC, CPU build, from $CPU_INDEX (CUDA: see README)"
+    .venv/bin/python -m pip install -q --index-url "$CPU_INDEX" "$TORCH_SPEC"
+  fi
+}
+
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
-  echo "setup: installing $TORCH_SPEC (CPU) and leansnn[$EXTRAS] into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q "$TORCH_SPEC"
+  install_torch
+  echo "setup: installing leansnn[$EXTRAS] into .venv"
   .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
   touch "$STAMP"
 fi
