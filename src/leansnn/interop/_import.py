@@ -35,6 +35,7 @@ from ._common import (
     strict_threshold,
     uniform,
 )
+from ._validate import check_edges, check_inputs, check_shapes, normalise_node
 
 __all__ = ["from_nir", "NIRNetwork", "LeakyIntegrator", "NeuronArray", "AddConstant", "Scale"]
 
@@ -214,6 +215,7 @@ def _inline(nir, graph, prefix: str = ""):
     passes: set[str] = set()
     entry: dict[str, str] = {}
     exit_: dict[str, str] = {}
+    _raise_if(check_edges(graph.nodes, graph.edges, prefix))
     for name, node in graph.nodes.items():
         full = prefix + name
         if isinstance(node, nir.NIRGraph):
@@ -295,7 +297,11 @@ def from_nir(graph_or_path, *, dt: float | None = None, T: int | None = None,
 
     Raises:
         ValueError naming every node leansnn cannot represent (CubaLIF, Delay, recurrent
-        cycles other than the soft-reset motif, ...).
+        cycles other than the soft-reset motif, ...) or that is inconsistent: edges to
+        missing nodes, nodes without input, non-numeric or non-finite parameters, parameter
+        sizes or declared input/output types that disagree with the shapes along the edges.
+        Integer arrays are converted to floats; a missing bias is zero. All of this is
+        checked before the network is returned.
     """
     nir = require_nir()
     graph = _read(nir, graph_or_path)
@@ -307,6 +313,12 @@ def from_nir(graph_or_path, *, dt: float | None = None, T: int | None = None,
         raise ValueError(f"T must be a positive int or None, got {T!r}")
     nodes, edges, group_meta, inp, outp = _flat_graph(nir, graph)
     problems: list[tuple[str, str]] = []
+    for name, node in list(nodes.items()):  # numbers only, finite, missing biases as zeros
+        try:
+            nodes[name] = normalise_node(name, node)
+        except ValueError as e:
+            problems.append((name, f"{type(node).__name__}: {e}"))
+    _raise_if(problems)
     # the soft-reset motif first (it is the only cycle leansnn reads), then node by node
     edges, modules = _merge_soft_reset_motifs(nir, nodes, edges, group_meta, dt, problems)
     preds: dict[str, list[str]] = {n: [] for n in nodes}
@@ -322,10 +334,19 @@ def from_nir(graph_or_path, *, dt: float | None = None, T: int | None = None,
             modules[name] = _node_module(nir, node, dt, group_meta.get(name, {}), name)
         except (ValueError, NotImplementedError) as e:
             problems.append((name, str(e)))
+    compute = [n for n in nodes if n not in (inp, outp)]
+    problems += check_inputs(preds, compute, outp)
+    _raise_if(problems)
+    net = _assemble(nodes, preds, modules, inp, outp, T).to(dtype)
+    _raise_if(check_shapes(net, nodes, inp, outp, dtype))
+    return net
+
+
+def _raise_if(problems: list[tuple[str, str]]) -> None:
+    """One ``ValueError`` listing every problem, each naming its node."""
     if problems:
         lines = "\n".join(f"  - {n}: {w}" for n, w in problems)
         raise ValueError(f"cannot import this NIR graph into leansnn:\n{lines}")
-    return _assemble(nodes, preds, modules, inp, outp, T).to(dtype)
 
 
 def _read(nir, graph_or_path):
