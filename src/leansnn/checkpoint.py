@@ -447,7 +447,14 @@ def _meta_model(path: Path, fn, kwargs: dict, name: str) -> nn.Module | None:
     except (ValueError, TypeError, OverflowError) as e:
         raise CheckpointError(f"{path}: the recorded config of model {name!r} is invalid: "
                               f"{e}") from None
-    except Exception:  # a builder doing real arithmetic at build time: check later
+    except (RuntimeError, MemoryError) as e:
+        text = str(e)
+        if isinstance(e, MemoryError) or "overflow" in text or "allocate" in text:
+            raise CheckpointError(f"{path}: the recorded config of model {name!r} asks for "
+                                  f"absurd sizes ({_first_line(e)}); the file is damaged or "
+                                  "was edited") from None
+        return None  # a builder doing real arithmetic at build time: checked when built
+    except Exception:
         return None
 
 
@@ -567,9 +574,9 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", *,
         require_kind(payload, expect, command, path)
     try:
         model = from_config(cfg)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, RuntimeError, MemoryError) as e:
         raise CheckpointError(f"{path}: the recorded config of model {name!r} does not "
-                              f"build: {e}") from None
+                              f"build: {_first_line(e)}") from None
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as e:
