@@ -159,7 +159,7 @@ WRONG_KIND = [
     (["train-ann", "--out", "{tmp}/m.lsnn", "--root", "{root}", "--checkpoint", "{snn}",
       "--epochs", "1"], ["directly trained SNN", "an ANN"]),
     (["train-ann", "--out", "{tmp}/m.lsnn", "--root", "{root}", "--init-from", "{snn}",
-      "--epochs", "1"], ["snn.lsnn"]),
+      "--epochs", "1"], ["snn.lsnn", "directly trained SNN"]),
 ]
 
 # -- 3. option values -------------------------------------------------------------------------

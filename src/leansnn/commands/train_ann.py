@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from . import _data
-from ._common import add_common, log_stream, positive, progress, registry_kind, setup, write_json
+from ._common import (
+    add_common,
+    load_model,
+    log_stream,
+    positive,
+    progress,
+    registry_kind,
+    setup,
+    write_json,
+)
 
 NAME = "train-ann"
 HELP = ("train an ANN (ReLU or QCFS activations) on a static image data set (Fashion-MNIST, "
@@ -118,7 +127,7 @@ def _init_weights(net: Any, path: Path, activation: str = "relu", levels: int = 
     summary of where it came from for the new file's metadata."""
     import leansnn as ls
 
-    src = ls.load(path)
+    src = load_model(path, "train-ann --init-from", ("ann",))
     mine, theirs = getattr(net, "leansnn_config", None), src.leansnn_meta.get("config")
     if mine != theirs and activation == "qcfs" and not any(
             isinstance(m, ls.QCFS) for m in src.modules()):  # ReLU net -> its QCFS twin
