@@ -155,7 +155,7 @@ def test_cli_analyze_and_train_snn_report_the_same_rates(tiny_idx, tmp_path):
         aj = tmp_path / "a.json"
         assert main(["analyze", str(ckpt), "--out", str(tmp_path / "rep"), "--no-report",
                      "--batch-size", str(B), "--json", str(aj), *extra, *common]) == 0
-        nasfr = json.loads(aj.read_text())["monitor"]["nasfr"]
+        nasfr = json.loads(aj.read_text())["models"][0]["monitor"]["nasfr"]
         assert nasfr == evaluate(model, xs, batch_size=B)["firing_rate"]
 
 
