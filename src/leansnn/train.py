@@ -141,7 +141,7 @@ def _train_epoch(model: nn.Module, data: Any, cfg: TrainConfig, opt: torch.optim
         iter_batches(data, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch, **limits),
         total=num_batches(data, cfg.batch_size, **limits), desc=f"epoch {epoch + 1}/{cfg.epochs}",
         quiet=not progress, unit="batch")
-    with SpikeCounter(model) as sc:
+    with SpikeCounter(_unwrap(model)) as sc:  # layer names without DDP's "module."
         for i, b in enumerate(bar):
             if b.y is None:
                 raise BatchError(f"batch {i} of the training data has no labels; fit needs "
@@ -352,10 +352,10 @@ def fit(
                     state["scheduler"] = sched.state_dict()
                 save(_unwrap(model), checkpoint,
                      meta={"train_config": asdict(cfg), "history": history}, **state)
-            if log is not None:
-                log.write(history)
             if on_epoch is not None:
                 on_epoch(rec)
+            if log is not None:
+                log.write(history)
     finally:
         if log is not None:
             log.close()
