@@ -56,8 +56,8 @@ class InputSpec:
             raise ValueError(f"{where}: expected a torch.Tensor {self._expected()}, got "
                              f"{type(x).__name__}")
         if not x.is_floating_point():
-            raise ValueError(f"{where}: expected a floating-point tensor, got {x.dtype}; "
-                             "convert with x.float() (images scaled to [0, 1])")
+            raise ValueError(f"{where}: expected a float tensor (floating-point dtype), got "
+                             f"{x.dtype}; convert with x.float() (images scaled to [0, 1])")
         dims = (4,) if self.T is None else (4, 5)
         if x.dim() not in dims:
             raise ValueError(f"{where}: expected {self._expected()}, got shape "
