@@ -441,7 +441,7 @@ def nets():
 @pytest.mark.parametrize("name, x, fragment", [
     ("lif_cnn", torch.rand(1, 28, 28), r"one image\? add the batch axis: x\.unsqueeze\(0\)"),
     ("lif_cnn", torch.rand(2, 3, 2, 1, 28, 28), r"expected \[B, 1, 28, 28\] or \[T=3"),
-    ("lif_cnn", torch.randint(0, 255, (2, 1, 28, 28)), "expected a floating-point tensor"),
+    ("lif_cnn", torch.randint(0, 255, (2, 1, 28, 28)), "expected a float tensor"),
     ("lif_cnn", torch.rand(2, 1, 28, 28, dtype=torch.float64), "input is torch.float64"),
     ("lif_cnn", torch.rand(2, 3, 28, 28), r"expected 1 channel\(s\).*got 3"),
     ("lif_cnn", torch.rand(2, 1, 32, 32), "expected images of 28x28, got 32x32"),
