@@ -10,6 +10,7 @@ run to the same result.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
@@ -28,10 +29,10 @@ from .base.io import write_text
 from .base.progress import progress as progress_display
 from .checkpoint import load_checkpoint, save
 from .evaluation import SpikeCounter, evaluate, evaluate_votes, rate_output
-from .layers import check_finite
 
 __all__ = ["TrainConfig", "fit", "evaluate", "seed_all", "metrics_path", "MetricsLog",
-           "TensorBoardMissing"]
+           "TensorBoardMissing", "RunMismatch", "TrainingDiverged", "stored_run",
+           "run_differences"]
 
 
 def seed_all(seed: int) -> None:
@@ -74,8 +75,84 @@ class TrainConfig:
             raise ValueError(f"schedule must be 'cosine' or 'none', got {self.schedule!r}")
         if self.augment not in ("none", "flip_crop"):
             raise ValueError(f"augment must be 'none' or 'flip_crop', got {self.augment!r}")
-        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+        for name in ("epochs", "batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if self.max_batches is not None and (not isinstance(self.max_batches, int)
+                                             or self.max_batches < 1):
+            raise ValueError(f"max_batches must be None or an integer >= 1, got "
+                             f"{self.max_batches!r}")
+        _check_rates(self)
+
+
+def _check_rates(cfg: TrainConfig) -> None:
+    """Learning-rate settings that train: ``lr`` finite and > 0, ``0 <= min_lr <= lr``,
+    ``momentum`` and ``weight_decay`` finite and >= 0."""
+    def num(name: str) -> float:
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"{name} must be a finite number, got {v!r}")
+        return float(v)
+
+    lr, min_lr = num("lr"), num("min_lr")
+    if lr <= 0:
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    if not 0 <= min_lr <= lr:
+        raise ValueError(f"min_lr must lie in [0, lr={lr!r}] (the cosine schedule ends there), "
+                         f"got {min_lr!r}")
+    for name in ("momentum", "weight_decay"):
+        if num(name) < 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)!r}")
+
+
+class RunMismatch(ValueError):
+    """``resume=True``, but the checkpoint holds another run: ``diffs`` lists
+    ``(setting, stored value, requested value)``."""
+
+    def __init__(self, checkpoint: Any, diffs: list[tuple[str, Any, Any]],
+                 fix: str = "pass resume=False to start over (overwriting it), or resume with "
+                            "the stored settings (meta['train_config'] and meta['run'])") -> None:
+        self.checkpoint, self.diffs = checkpoint, diffs
+        what = "; ".join(f"{k} {_short(a)} there, {_short(b)} here" for k, a, b in diffs)
+        super().__init__(f"{checkpoint} holds another run ({what}); {fix}")
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class TrainingDiverged(ValueError):
+    """The loss or a weight became NaN or infinite; nothing of the epoch was saved."""
+
+
+def _flat_settings(d: Any, prefix: str = "") -> dict:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict = {}
+    for k, v in d.items():
+        out.update(_flat_settings(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def stored_run(checkpoint: str | Path) -> tuple[dict, dict | None, int]:
+    """``(train_config, run description or None, epochs done)`` stored in a checkpoint
+    written by :func:`fit`."""
+    ck = load_checkpoint(checkpoint)
+    meta = ck["meta"].get("meta") or {}
+    return dict(meta.get("train_config") or {}), meta.get("run"), int(ck.get("epoch", 0))
+
+
+def run_differences(stored: dict, requested: dict) -> list[tuple[str, Any, Any]]:
+    """The settings (dotted names for nested ones) whose values differ between two run
+    descriptions, as ``(name, stored, requested)``; tuples and lists compare equal."""
+    import json
+
+    a = _flat_settings(json.loads(json.dumps(stored, default=str)))
+    b = _flat_settings(json.loads(json.dumps(requested, default=str)))
+    return [(k, a.get(k), b.get(k)) for k in list(a) + [k for k in b if k not in a]
+            if a.get(k) != b.get(k)]
 
 
 def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -135,6 +212,7 @@ def _train_epoch(model: nn.Module, data: Any, cfg: TrainConfig, opt: torch.optim
     """One pass over the training data: ``{"loss", "train_accuracy", "firing_rate"}`` (summed
     over ranks under DDP); spikes counted by a :class:`SpikeCounter` (no potentials)."""
     model.train()
+    params = [p for p in model.parameters() if p.is_floating_point()]
     tot_loss = correct = n = 0.0
     limits = dict(drop_last=True, max_batches=cfg.max_batches)
     bar = progress_display(
@@ -151,10 +229,13 @@ def _train_epoch(model: nn.Module, data: Any, cfg: TrainConfig, opt: torch.optim
                 x = _augment(x, aug_g)
             out = model(x)
             loss = _loss(out, y, cfg.loss)
-            check_finite(loss.detach(), f"training loss (epoch {epoch + 1}, batch {i})")
+            if not bool(torch.isfinite(loss.detach())):
+                _diverged("the training loss", float(loss.detach()), epoch, i, opt)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if not _finite(params):
+                _diverged("a weight", None, epoch, i, opt)
             n_b = y.numel()
             tot_loss += float(loss.detach()) * n_b
             correct += float((rate_output(out).argmax(-1) == y).sum())
@@ -165,6 +246,8 @@ def _train_epoch(model: nn.Module, data: Any, cfg: TrainConfig, opt: torch.optim
                     post["rate"] = f"{sc.rate:.3f}"
                 bar.set_postfix(post)
     bar.close()
+    if n == 0:
+        _no_steps(data, cfg)
     names = list(sc.layers)
     tot = [tot_loss, correct, n, sc.spikes, sc.slots]
     tot += [v for k in names for v in (sc.layers[k].spikes, sc.layers[k].slots)]
@@ -179,6 +262,38 @@ def _train_epoch(model: nn.Module, data: Any, cfg: TrainConfig, opt: torch.optim
             "firing_rate": spikes / slots if slots else float("nan"),
             "train_layer_rates": {k: per[2 * i] / per[2 * i + 1] if per[2 * i + 1] else None
                                   for i, k in enumerate(names)}}
+
+
+def _finite(params: list[torch.Tensor]) -> bool:
+    """All weights finite: one ``isfinite().all()`` per tensor and one device sync."""
+    if not params:
+        return True
+    with torch.no_grad():
+        return bool(torch.stack([torch.isfinite(p).all() for p in params]).all())
+
+
+def _diverged(what: str, value: float | None, epoch: int, batch: int,
+              opt: torch.optim.Optimizer) -> None:
+    lr = float(opt.param_groups[0]["lr"])
+    got = f" ({value})" if value is not None else ""
+    raise TrainingDiverged(
+        f"training diverged: {what} became NaN or infinite{got} at epoch {epoch + 1}, batch "
+        f"{batch} (training loss (epoch {epoch + 1}, batch {batch}); learning rate {lr:g}); "
+        f"nothing of this epoch was saved; try a lower learning rate (e.g. --lr {lr / 10:g})")
+
+
+def _no_steps(data: Any, cfg: TrainConfig) -> None:
+    """Raise: training on ``data`` with ``cfg`` would make no optimizer step."""
+    try:
+        n: Any = len(data)
+    except TypeError:
+        n = "too few"
+    per = " per process" if D.is_distributed() else ""
+    raise ValueError(
+        f"training would make no optimizer step: {n} training "
+        f"{'image' if n == 1 else 'images'}{per}, fewer than one "
+        f"batch of {cfg.batch_size} (an incomplete last batch is dropped); use more images "
+        "or a smaller batch size")
 
 
 class TensorBoardMissing(ValueError, ImportError):
@@ -262,6 +377,16 @@ def _resume(checkpoint: str | Path, model: nn.Module, opt: torch.optim.Optimizer
     return int(ck["epoch"]), list(ck["meta"]["meta"].get("history", []))
 
 
+def _same_run(checkpoint: str | Path, cfg: TrainConfig, run: dict | None) -> None:
+    """Raise :class:`RunMismatch` unless ``checkpoint`` holds the run ``cfg`` + ``run``."""
+    stored_cfg, stored_desc, _ = stored_run(checkpoint)
+    diffs = run_differences(stored_cfg, asdict(cfg)) if stored_cfg else []
+    if run is not None and stored_desc is not None:
+        diffs += run_differences(stored_desc, run)
+    if diffs:
+        raise RunMismatch(checkpoint, diffs)
+
+
 def _test(model: nn.Module, test_data: Any, cfg: TrainConfig, device: Any, progress: bool,
           vote: str | None) -> dict:
     run = evaluate if vote is None else partial(evaluate_votes, how=vote)
@@ -288,6 +413,7 @@ def fit(
     vote: str | None = None,
     metrics_csv: str | Path | bool | None = None,
     tensorboard_dir: str | Path | None = None,
+    run: dict | None = None,
 ) -> dict:
     """Train ``model`` and return ``{"history": [per-epoch dicts], "model": model}``.
 
@@ -303,7 +429,15 @@ def fit(
     ``test_accuracy`` per recording, ``test_window_accuracy`` per window. With
     ``checkpoint`` a resumable checkpoint is written atomically after every epoch; with
     ``resume=True`` and an existing checkpoint the run continues where it stopped (model,
-    optimizer, scheduler, epoch and random state).
+    optimizer, scheduler, epoch and random state) -- only when the checkpoint holds the same
+    run: its ``train_config`` and ``run`` (a JSON-able description of everything else that
+    defines the run, e.g. model and data settings, stored in the checkpoint) must equal
+    ``config`` and ``run``, else :class:`RunMismatch` names the differing settings.
+
+    Refused before anything is trained: a run that would make no optimizer step (fewer
+    training samples than one batch; the incomplete last batch is dropped). Training stops
+    with :class:`TrainingDiverged` (naming epoch and batch) at the first non-finite loss or
+    weight (checked after every optimizer step); no checkpoint of that epoch is written.
 
     Logs: the history goes to the CSV ``metrics_csv`` after every epoch (default
     :func:`metrics_path` of ``checkpoint`` when there is one; ``False``: none), and to
@@ -323,7 +457,10 @@ def fit(
     history: list[dict] = []
     start = 0
     seed_all(cfg.seed)
+    if num_batches(train_data, cfg.batch_size, drop_last=True, max_batches=cfg.max_batches) == 0:
+        _no_steps(train_data, cfg)
     if resume and checkpoint is not None and Path(checkpoint).exists():
+        _same_run(checkpoint, cfg, run)
         start, history = _resume(checkpoint, model, opt, sched, device)
         if progress:
             print(f"resumed from {checkpoint} after epoch {start}")
@@ -351,7 +488,8 @@ def fit(
                 if sched is not None:
                     state["scheduler"] = sched.state_dict()
                 save(_unwrap(model), checkpoint,
-                     meta={"train_config": asdict(cfg), "history": history}, **state)
+                     meta={"train_config": asdict(cfg), "history": history,
+                           **({"run": run} if run is not None else {})}, **state)
             if on_epoch is not None:
                 on_epoch(rec)
             if log is not None:

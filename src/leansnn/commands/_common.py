@@ -172,3 +172,64 @@ def load_model(path: Any, command: str, expect: tuple[str, ...] | None = None,
 def registry_kind(name: str) -> str | None:
     """The kind of registry model ``name`` (see :func:`model_kind`)."""
     return model_kind({"name": name})
+
+
+# -- reruns of a training command: resume only the same run ---------------------------------------
+def add_rerun_args(p: argparse.ArgumentParser) -> None:
+    """``--restart`` (alias ``--no-resume``) and ``--resume`` of the training commands."""
+    p.add_argument("--restart", "--no-resume", dest="restart", action="store_true",
+                   help="start over even if the checkpoint exists (it is overwritten)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run stored in the checkpoint as stored, ignoring the "
+                        "settings given here where they differ (they are listed). Without "
+                        "--restart or --resume a rerun continues the checkpoint only when it "
+                        "holds the same run, and stops naming the differences otherwise")
+
+
+def _flag(name: str) -> str:
+    return "--" + {"dataset": "data", "train_subset": "train-images",
+                   "test_subset": "test-images"}.get(name, name).replace("_", "-")
+
+
+def mismatch_text(checkpoint: Any, diffs: list) -> str:
+    """The one-line error of a rerun whose settings differ from the stored run's."""
+    what = "; ".join(f"{_flag(k)}: {_val(a)} there, {_val(b)} here" for k, a, b in diffs)
+    return (f"{checkpoint} holds another run ({what}); pass --restart to start over "
+            "(overwriting it) or --resume to continue the stored run as stored (ignoring the "
+            "new settings)")
+
+
+def _val(v: Any) -> str:
+    text = "unset" if v is None else json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def describe_run(values: dict, skip: tuple[str, ...] = ()) -> dict:
+    """The JSON-able settings that define a training run (``values`` without ``skip`` and
+    ``_private`` keys)."""
+    return jsonable({k: v for k, v in values.items() if k not in skip})
+
+
+def rerun(values: dict, checkpoint: Any, restart: bool, resume: bool, log: Any,
+          skip: tuple[str, ...] = ()) -> dict:
+    """The settings a training command runs with: ``values``, unless ``checkpoint`` holds a
+    run with other settings -- then a one-line error offering ``--restart`` / ``--resume``,
+    or (``resume``) the stored settings, announced with the ignored ones on ``log``."""
+    from leansnn.train import run_differences, stored_run
+
+    if restart and resume:
+        raise ValueError("--resume and --restart (--no-resume) contradict each other")
+    if restart or checkpoint is None or not Path(checkpoint).exists():
+        return values
+    _, stored, done = stored_run(checkpoint)
+    if stored is None:  # an older checkpoint: fit compares its train_config
+        return values
+    diffs = run_differences(stored, describe_run(values, skip))
+    if not diffs:
+        return values
+    if not resume:
+        raise ValueError(mismatch_text(checkpoint, diffs))
+    ignored = ", ".join(f"{_flag(k)} {_val(b)} (stored: {_val(a)})" for k, a, b in diffs)
+    print(f"--resume: continuing the run stored in {checkpoint} (after epoch {done}) as "
+          f"stored; ignoring {ignored}", file=log, flush=True)
+    return {**values, **stored}

@@ -11,6 +11,7 @@ with the test accuracy and training settings in the checkpoint's metadata.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -19,11 +20,15 @@ from typing import Any
 from . import _data
 from ._common import (
     add_common,
+    add_rerun_args,
+    describe_run,
     load_model,
     log_stream,
+    mismatch_text,
     positive,
     progress,
     registry_kind,
+    rerun,
     setup,
     write_json,
 )
@@ -33,6 +38,11 @@ HELP = ("train an ANN (ReLU or QCFS activations) on a static image data set (Fas
         "CIFAR-10/100, image folders), ready for conversion")
 EXAMPLE = ("leansnn train-ann --model small_cnn --activation qcfs --levels 4 --epochs 10 "
            "--out pretrained/small_cnn_qcfs4.lsnn")
+
+
+# the train_ann arguments that define a run (compared when a rerun meets its checkpoint)
+RUN_SKIP = ("out", "checkpoint", "resume", "device", "progress", "note", "root", "data",
+            "workers", "log", "tensorboard_dir", "metrics_csv")
 
 
 def train_ann(model: str = "small_cnn", activation: str = "qcfs", levels: int = 4,
@@ -46,7 +56,9 @@ def train_ann(model: str = "small_cnn", activation: str = "qcfs", levels: int = 
               note: str = "", init_from: str | Path | None = None,
               dataset: str = "fashion_mnist", root: str | Path | None = None,
               size: tuple[int, ...] | None = None, skip_bad_files: bool = False,
-              workers: int | None = None, log: Any = None) -> dict:
+              workers: int | None = None, log: Any = None, sync_bn: bool = False,
+              tensorboard_dir: str | Path | None = None,
+              metrics_csv: str | Path | None = None) -> dict:
     """Train ``model`` with ``activation`` (``"relu"`` or ``"qcfs"`` with ``levels`` and an
     initial ``threshold``) on the static data set ``dataset`` (a name in
     :data:`leansnn.data.DATASETS`, read from ``root``, else ``$LEANSNN_DATA``; ``data`` is
@@ -56,17 +68,21 @@ def train_ann(model: str = "small_cnn", activation: str = "qcfs", levels: int = 
     ``"none"``; default ``standard`` where the data set takes it, else ``flip_crop``.
 
     The resumable per-epoch checkpoint is ``checkpoint`` (default ``<out>.train``); rerunning
-    with ``resume=True`` continues an interrupted run. ``init_from`` (a ``.lsnn`` file of the
+    with ``resume=True`` continues an interrupted run -- the same run only (every argument
+    but those in :data:`RUN_SKIP` is stored and compared; another run is a
+    :class:`leansnn.train.RunMismatch`). ``init_from`` (a ``.lsnn`` file of the
     same model and activation) starts from its weights instead of a random initialisation
     (a second cosine cycle, "fine-tuning"); its training history is kept in the metadata
-    under ``init_from``. Returns ``{"model", "history",
-    "test_accuracy" (fraction), "seconds", "path"}``.
+    under ``init_from``. Under ``torchrun`` it trains data-parallel
+    (:mod:`leansnn.distributed`; ``batch_size`` per process, ``sync_bn`` on CUDA); rank 0
+    writes. Logs: ``metrics_csv`` (default beside the checkpoint) and ``tensorboard_dir``.
+    Returns ``{"model", "history", "test_accuracy" (fraction), "seconds", "path"}``.
     """
-    import torch
-
+    given = dict(locals())
     import leansnn as ls
-    from leansnn.train import TrainConfig, fit, seed_all
+    from leansnn import distributed as D
 
+    run = describe_run(given, RUN_SKIP)
     if activation not in ("relu", "qcfs"):
         raise ValueError(f"activation must be 'relu' or 'qcfs', got {activation!r}")
     if registry_kind(model) in ("snn", "converted"):
@@ -75,32 +91,42 @@ def train_ann(model: str = "small_cnn", activation: str = "qcfs", levels: int = 
                                                 if registry_kind(n) == "ann"))
     out = Path(out)
     ckpt = Path(checkpoint) if checkpoint is not None else out.with_name(out.name + ".train")
-    choice = _data.resolve(argparse.Namespace(data=dataset, size=size, workers=workers,
-                                              skip_bad_files=skip_bad_files), NAME, ("static",))
-    aug = augment or ("standard" if "augment" in choice.spec.settings else "flip_crop")
-    train = _data.load(choice, "train", root if root is not None else data, n=train_images,
-                       seed=seed, augment=aug if aug in ("standard", "cutout") else None,
-                       progress=progress)
-    test = _data.load(choice, _data.test_split(choice), root if root is not None else data,
-                      n=test_images, seed=seed, progress=progress)
-    seed_all(seed)
-    act: Any = ls.QCFS(levels=levels, threshold=threshold) if activation == "qcfs" else "relu"
-    net = ls.models.create(model, activation=act, **_data.model_kwargs(
-        model, _data.model_io(choice, train)), **(model_kwargs or {}))
-    init_meta = None
-    if init_from is not None:
-        net, init_meta = _init_weights(net, Path(init_from), activation, levels, train)
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
-                      weight_decay=weight_decay, schedule="cosine", seed=seed,
-                      augment="flip_crop" if aug == "flip_crop" else "none")
+    owned = not D.is_distributed()
+    info = D.init(device)
+    try:
+        return _train(given, run, out, ckpt, info)
+    finally:
+        if owned:
+            D.cleanup()
+
+
+def _train(given: dict, run: dict, out: Path, ckpt: Path, info: Any) -> dict:
+    """:func:`train_ann` (arguments ``given``) after the checks: data, model,
+    :func:`leansnn.train.fit`, save (rank 0)."""
+    import torch
+
+    import leansnn as ls
+    from leansnn import distributed as D
+    from leansnn.train import TrainConfig, fit
+
+    r = argparse.Namespace(**given)
+    root = r.root if r.root is not None else r.data
+    progress, log, resume = r.progress and info.main, r.log, r.resume
+    cfg = TrainConfig(epochs=r.epochs, batch_size=r.batch_size, optimizer=r.optimizer,
+                      lr=r.lr, weight_decay=r.weight_decay, schedule="cosine", seed=r.seed)
+    choice, aug, train, test = _load(r, root, progress, info)
+    cfg.augment = "flip_crop" if aug == "flip_crop" else "none"
+    net, init_meta = _build(r, choice, train)
     _data.check_resume(net, ckpt, resume)
+    model, train = D.prepare(net, train, info, sync_bn=r.sync_bn)
     t0 = time.perf_counter()
-    res = fit(net, train, test, cfg, checkpoint=ckpt, resume=resume, device=device,
-              progress=progress,
-              on_epoch=(lambda r: print(
-                  f"epoch {r['epoch']}/{epochs}: loss {r['loss']:.4f}, train acc "
-                  f"{100 * r['train_accuracy']:.2f} %, test acc "
-                  f"{100 * r['test_accuracy']:.2f} %, {r['seconds']:.0f} s", file=log,
+    res = fit(model, train, test, cfg, checkpoint=ckpt, resume=resume, device=info.device,
+              progress=progress, run=run, tensorboard_dir=r.tensorboard_dir,
+              metrics_csv=r.metrics_csv,
+              on_epoch=(lambda h: print(
+                  f"epoch {h['epoch']}/{r.epochs}: loss {h['loss']:.4f}, train acc "
+                  f"{100 * h['train_accuracy']:.2f} %, test acc "
+                  f"{100 * h['test_accuracy']:.2f} %, {h['seconds']:.0f} s", file=log,
                   flush=True))
               if progress else None)
     seconds = time.perf_counter() - t0
@@ -108,15 +134,53 @@ def train_ann(model: str = "small_cnn", activation: str = "qcfs", levels: int = 
     acc = hist[-1]["test_accuracy"]
     net.eval()
     meta = {"test_accuracy": acc, "history": hist, "train_config": asdict(cfg),
-            "torch": torch.__version__,
-            "data": {**choice.record(), "augment": aug, "train_images": train_images,
-                     "test_images": test_images, "seed": seed}}
+            "torch": torch.__version__, "world_size": info.world_size,
+            "data": {**choice.record(), "augment": aug, "train_images": r.train_images,
+                     "test_images": r.test_images, "seed": r.seed}}
     if init_meta is not None:
         meta["init_from"] = init_meta
-    ls.save(net, out, note=note or f"{model} ({activation}{levels if activation == 'qcfs' else ''})"
-            f" on {choice.name}", meta=meta)
+    if info.main:
+        levels = r.levels if r.activation == "qcfs" else ""
+        ls.save(net, out, note=r.note or f"{r.model} ({r.activation}{levels}) on {choice.name}",
+                meta=meta)
     return {"model": net, "history": hist, "test_accuracy": acc, "seconds": seconds,
             "path": out}
+
+
+def _load(r: argparse.Namespace, root: Any, progress: bool, info: Any) -> tuple:
+    """``(data choice, augmentation, train set, test set)``; under torchrun rank 0 reads (and
+    caches) first, the others after it."""
+    from leansnn import distributed as D
+
+    choice = _data.resolve(argparse.Namespace(data=r.dataset, size=r.size, workers=r.workers,
+                                              skip_bad_files=r.skip_bad_files), NAME,
+                           ("static",))
+    aug = r.augment or ("standard" if "augment" in choice.spec.settings else "flip_crop")
+    for turn in (True, False):
+        if info.main == turn:
+            train = _data.load(choice, "train", root, n=r.train_images, seed=r.seed,
+                               augment=aug if aug in ("standard", "cutout") else None,
+                               progress=progress)
+            test = _data.load(choice, _data.test_split(choice), root, n=r.test_images,
+                              seed=r.seed, progress=progress)
+        if turn:
+            D.barrier()
+    return choice, aug, train, test
+
+
+def _build(r: argparse.Namespace, choice: Any, train: Any) -> tuple[Any, dict | None]:
+    """The seeded model (``init_from``: with those weights) and the ``init_from`` summary."""
+    import leansnn as ls
+    from leansnn.train import seed_all
+
+    seed_all(r.seed)
+    act: Any = ls.QCFS(levels=r.levels, threshold=r.threshold) if r.activation == "qcfs" \
+        else "relu"
+    net = ls.models.create(r.model, activation=act, **_data.model_kwargs(
+        r.model, _data.model_io(choice, train)), **(r.model_kwargs or {}))
+    if r.init_from is None:
+        return net, None
+    return _init_weights(net, Path(r.init_from), r.activation, r.levels, train)
 
 
 def _init_weights(net: Any, path: Path, activation: str = "relu", levels: int = 4,
@@ -145,6 +209,8 @@ def _init_weights(net: Any, path: Path, activation: str = "relu", levels: int = 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from leansnn import distributed as D
+
     p.add_argument("--model", default="small_cnn",
                    help="registry name: small_cnn, resnet20, vgg11, ... (default small_cnn)")
     p.add_argument("--activation", default="qcfs", choices=["qcfs", "relu"])
@@ -153,10 +219,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="where to write the trained model (.lsnn)")
     p.add_argument("--checkpoint", default=None,
                    help="resumable per-epoch checkpoint (default <out>.train)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from --checkpoint (the default when the file exists)")
-    p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint "
-                   "exists")
+    add_rerun_args(p)
+    p.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="also log the per-epoch metrics to TensorBoard in DIR (needs "
+                        "pip install 'leansnn[tensorboard]')")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--init-from", default=None, metavar="CKPT",
                    help="start from the weights of this .lsnn file (same model, activation and "
@@ -171,25 +237,54 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="evaluate on a test subset (default: all 10000)")
     _data.add_data_options(p, ("static",), default="fashion_mnist", events=False,
                            augment=("standard", "cutout", "flip_crop", "none"))
+    D.add_distributed_args(p)
     add_common(p, json_help="write the training history as JSON to PATH (no PATH or '-': "
                             "stdout)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from leansnn.train import RunMismatch
+
     setup(args)
-    if args.resume and args.no_resume:
-        raise ValueError("--resume and --no-resume contradict each other")
     positive(args, "levels", "epochs", "batch_size", "train_images", "test_images")
-    res = train_ann(args.model, args.activation, args.levels, args.threshold, args.out,
-                    epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
-                    lr=args.lr, weight_decay=args.weight_decay, augment=args.augment,
-                    train_images=args.train_images, test_images=args.test_images,
-                    seed=args.seed, root=args.root, dataset=args.data, size=args.size,
-                    skip_bad_files=args.skip_bad_files, workers=args.workers,
-                    checkpoint=args.checkpoint, resume=not args.no_resume, device=args.device,
-                    init_from=args.init_from, progress=progress(args), log=log_stream(args))
+    out = Path(args.out)
+    ckpt = Path(args.checkpoint) if args.checkpoint else out.with_name(out.name + ".train")
+    kw = dict(model=args.model, activation=args.activation, levels=args.levels,
+              threshold=args.threshold, epochs=args.epochs, batch_size=args.batch_size,
+              optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
+              augment=args.augment, train_images=args.train_images,
+              test_images=args.test_images, seed=args.seed, dataset=args.data, size=args.size,
+              skip_bad_files=args.skip_bad_files, init_from=args.init_from,
+              model_kwargs=None, sync_bn=args.sync_bn)
+    main = os.environ.get("RANK", "0") in ("", "0")  # torchrun: only rank 0 announces
+    kw = rerun(kw, ckpt, args.restart, args.resume, log_stream(args) if main else _Null(),
+               RUN_SKIP)
+    try:
+        res = train_ann(out=out, root=args.root, workers=args.workers, checkpoint=ckpt,
+                        resume=not args.restart, device=args.device,
+                        progress=progress(args), log=log_stream(args),
+                        tensorboard_dir=args.tensorboard,
+                        metrics_csv=None if args.checkpoint else _metrics(out), **kw)
+    except RunMismatch as e:
+        raise ValueError(mismatch_text(e.checkpoint, e.diffs)) from None
+    if not main:
+        return 0
     print(f"test accuracy {100 * res['test_accuracy']:.2f} % after {len(res['history'])} "
           f"epochs ({res['seconds']:.0f} s); saved {res['path']}", file=log_stream(args))
     write_json(args, {"test_accuracy": res["test_accuracy"], "history": res["history"],
                       "seconds": res["seconds"], "path": str(res["path"])})
     return 0
+
+
+class _Null:
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _metrics(out: Path) -> Path:
+    from leansnn.train import metrics_path
+
+    return metrics_path(out)
