@@ -214,7 +214,8 @@ def rerun(values: dict, checkpoint: Any, restart: bool, resume: bool, log: Any,
           skip: tuple[str, ...] = ()) -> dict:
     """The settings a training command runs with: ``values``, unless ``checkpoint`` holds a
     run with other settings -- then a one-line error offering ``--restart`` / ``--resume``,
-    or (``resume``) the stored settings, announced with the ignored ones on ``log``."""
+    or (``resume``) the stored settings, announced with the ignored ones on ``log`` (None:
+    silently, e.g. on torchrun's other ranks)."""
     from leansnn.train import run_differences, stored_run
 
     if restart and resume:
@@ -230,6 +231,7 @@ def rerun(values: dict, checkpoint: Any, restart: bool, resume: bool, log: Any,
     if not resume:
         raise ValueError(mismatch_text(checkpoint, diffs))
     ignored = ", ".join(f"{_flag(k)} {_val(b)} (stored: {_val(a)})" for k, a, b in diffs)
-    print(f"--resume: continuing the run stored in {checkpoint} (after epoch {done}) as "
-          f"stored; ignoring {ignored}", file=log, flush=True)
+    if log is not None:
+        print(f"--resume: continuing the run stored in {checkpoint} (after epoch {done}) as "
+              f"stored; ignoring {ignored}", file=log, flush=True)
     return {**values, **stored}

@@ -257,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
               skip_bad_files=args.skip_bad_files, init_from=args.init_from,
               model_kwargs=None, sync_bn=args.sync_bn)
     main = os.environ.get("RANK", "0") in ("", "0")  # torchrun: only rank 0 announces
-    kw = rerun(kw, ckpt, args.restart, args.resume, log_stream(args) if main else _Null(),
+    kw = rerun(kw, ckpt, args.restart, args.resume, log_stream(args) if main else None,
                RUN_SKIP)
     try:
         res = train_ann(out=out, root=args.root, workers=args.workers, checkpoint=ckpt,
@@ -274,14 +274,6 @@ def run(args: argparse.Namespace) -> int:
     write_json(args, {"test_accuracy": res["test_accuracy"], "history": res["history"],
                       "seconds": res["seconds"], "path": str(res["path"])})
     return 0
-
-
-class _Null:
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def flush(self) -> None:
-        pass
 
 
 def _metrics(out: Path) -> Path:

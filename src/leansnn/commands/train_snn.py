@@ -19,11 +19,24 @@ per-window accuracy is reported beside it. Under ``torchrun`` it trains data-par
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Any
 
 from . import _data
-from ._common import add_common, log_stream, positive, progress, registry_kind, setup, write_json
+from ._common import (
+    add_common,
+    add_rerun_args,
+    describe_run,
+    log_stream,
+    mismatch_text,
+    positive,
+    progress,
+    registry_kind,
+    rerun,
+    setup,
+    write_json,
+)
 
 NAME = "train-snn"
 HELP = "train a LIF SNN (optionally with ASA) on an event or static data set"
@@ -36,6 +49,8 @@ EXAMPLE = ("leansnn train-snn --attention asa --width 8 --noise-hz 5 --epochs 6 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from leansnn import distributed as D
+
     p.add_argument("--model", default="lif_snn_a",
                    help="registered SNN: lif_snn_a (default), lif_snn_5, sew_resnet18")
     _data.add_data_options(p, ("events", "static"), default="event_fashion_mnist", events=True,
@@ -71,11 +86,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, metavar="PATH",
                    help="write the trained model (weights, config, final metrics) to PATH "
                         "(.lsnn, loadable with leansnn.load)")
-    p.add_argument("--checkpoint", default=None, help="checkpoint file, written every epoch")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from --checkpoint (the default when the file exists)")
-    p.add_argument("--no-resume", action="store_true",
-                   help="start over even if --checkpoint exists (it is overwritten)")
+    p.add_argument("--checkpoint", default=None,
+                   help="resumable checkpoint, written every epoch (default <out>.train)")
+    add_rerun_args(p)
+    p.add_argument("--encoding", default=None, choices=["direct", "rate", "latency"],
+                   help="static data sets: how an image becomes T steps of input (default "
+                        "direct: the image at every step; rate: Bernoulli spikes; latency: "
+                        "one spike per pixel, earlier for brighter)")
+    p.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="also log the per-epoch metrics to TensorBoard in DIR (needs "
+                        "pip install 'leansnn[tensorboard]')")
+    D.add_distributed_args(p)
     add_common(p, device_auto=True,
                json_help="write history, final metrics and per-layer rates as JSON to PATH "
                          "(no PATH or '-': stdout)")
@@ -103,7 +124,8 @@ def _save(args: argparse.Namespace, net: Any, report: dict) -> None:
     and data set with its settings in its metadata (``meta["data"]``, read by ``analyze``)."""
     import leansnn as ls
 
-    skip = ("out", "json", "quiet", "checkpoint", "resume", "_run", "command")
+    skip = ("out", "json", "quiet", "checkpoint", "resume", "restart", "_run", "command",
+            "tensorboard")
     cmd = "leansnn train-snn " + " ".join(
         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
         for k, v in sorted(vars(args).items())
@@ -114,6 +136,7 @@ def _save(args: argparse.Namespace, net: Any, report: dict) -> None:
             f"trained on {data['name']}: {cmd}",
             meta={"final": report["final"], "history": report["history"],
                   "data": {**data, "T": report["T"], "noise_hz": args.noise_hz,
+                           "encoding": args.encoding,
                            "size": size[0] if size else None,
                            "train_subset": args.train_subset,
                            "test_subset": args.test_subset}})
@@ -160,8 +183,6 @@ def _vote(args: argparse.Namespace, test_set: Any) -> str | None:
 
 def _epoch_printer(args: argparse.Namespace, main: bool, vote: str | None):
     def on_epoch(rec: dict) -> None:
-        # per-layer rates of the test evaluation (leansnn.evaluation), the NASFR's parts
-        rec["layer_rates"] = rec.get("test_layer_rates", {})
         if main and not args.quiet:
             per_win = (f" (per recording, {vote} vote; per window "
                        f"{100 * rec.get('test_window_accuracy', float('nan')):.2f} %)"
@@ -177,11 +198,21 @@ def _epoch_printer(args: argparse.Namespace, main: bool, vote: str | None):
 def _final(hist: list[dict], net: Any, vote: str | None) -> dict:
     last = hist[-1]
     out = {"test_accuracy": last.get("test_accuracy"), "nasfr": last.get("test_firing_rate"),
-           "layer_rates": last.get("layer_rates"),
+           "layer_rates": last.get("test_layer_rates"),
            "parameters": sum(p.numel() for p in net.parameters())}
     if vote:
         out.update(vote=vote, test_window_accuracy=last.get("test_window_accuracy"))
     return out
+
+
+# the options that do not define a run (not compared when a rerun meets its checkpoint)
+RUN_SKIP = ("out", "json", "quiet", "checkpoint", "resume", "restart", "device", "threads",
+            "root", "workers", "tensorboard", "command")
+
+
+def _checkpoint(args: argparse.Namespace) -> str | None:
+    """``--checkpoint``, else ``<out>.train`` beside ``--out`` (None without either)."""
+    return args.checkpoint or (f"{args.out}.train" if getattr(args, "out", None) else None)
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -189,63 +220,98 @@ def train(args: argparse.Namespace) -> dict:
 
     The report: ``{"config", "data" (data set and settings), "T", "history" (per epoch:
     loss, train_accuracy, firing_rate, test_accuracy (per recording when voting),
-    test_window_accuracy (voting), test_firing_rate = NASFR, layer_rates = the test set's
-    per-layer rates, seconds), "final"}``; on ranks other than 0 of a distributed run, the
-    same with ``"final": None``.
+    test_window_accuracy (voting), test_firing_rate = NASFR, test_layer_rates = the test
+    set's per-layer rates, seconds), "final"}``; on ranks other than 0 of a distributed run,
+    the same with ``"final": None``. A rerun meeting a checkpoint of another run stops
+    (``--restart`` / ``--resume``, :func:`leansnn.commands._common.rerun`).
     """
     from leansnn import distributed as D
-    from leansnn.train import TrainConfig, fit
+    from leansnn.train import RunMismatch
 
-    if args.resume and not args.checkpoint:
-        raise ValueError("--resume needs --checkpoint PATH")
-    if args.resume and args.no_resume:
-        raise ValueError("--resume and --no-resume contradict each other")
+    ckpt = _checkpoint(args)
+    if args.resume and not ckpt:
+        raise ValueError("--resume needs --checkpoint PATH (or --out PATH: the checkpoint is "
+                         "then <out>.train)")
+    if args.resume and args.restart:
+        raise ValueError("--resume and --restart (--no-resume) contradict each other")
     setup(args)
     positive(args, "T", "epochs", "batch_size", "train_subset", "test_subset", "size")
+    main = os.environ.get("RANK", "0") in ("", "0")  # torchrun: only rank 0 announces
+    values = rerun(dict(vars(args)), ckpt, args.restart, args.resume,
+                   log_stream(args) if main else None, RUN_SKIP)
+    for k, v in values.items():
+        setattr(args, k, v)
     info = D.init(args.device)
     try:
-        # rank 0 builds any data cache first, the others then read it
-        if info.main:
-            train_set, test_set, io, choice = load_data(args, True)
-        D.barrier()
-        if not info.main:
-            train_set, test_set, io, choice = load_data(args, False)
-        T = int(choice.settings.get("T") or args.T or 8)
-        vote = _vote(args, test_set)
-        net, model_kw = _build(args, io, T)
-        resume = bool(args.checkpoint) and not args.no_resume
-        _data.check_resume(net, args.checkpoint, resume)
-        model = D.wrap(net, info)
-        if info.distributed:
-            train_set = D.ShardedData(train_set, info.rank, info.world_size)
-        cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                          weight_decay=args.weight_decay, schedule="cosine", min_lr=args.min_lr,
-                          loss=args.loss, seed=args.seed, max_batches=args.max_batches,
-                          augment="flip_crop" if args.augment == "flip_crop" else "none",
-                          extra={"model": args.model, "data": choice.record(), "vote": vote,
-                                 "attention": args.attention, "world_size": info.world_size})
-        if info.main and not args.quiet:
-            print(f"train-snn: {args.model} (attention {args.attention}, T={T}) on "
-                  f"{choice.describe()}: {len(train_set) * info.world_size} training / "
-                  f"{len(test_set)} test recordings, {info.world_size} process(es), device "
-                  f"{info.device}", file=log_stream(args), flush=True)
-        t0 = time.perf_counter()
-        res = fit(model, train_set, test_set, cfg, checkpoint=args.checkpoint, resume=resume,
-                  device=info.device, progress=progress(args), vote=vote,
-                  on_epoch=_epoch_printer(args, info.main, vote))
-        hist = res["history"]
-        given = {k: v for k, v in vars(args).items() if not k.startswith("_")}
-        report: dict[str, Any] = {"config": {**given, "model_kwargs": {
-            k: (list(v) if isinstance(v, tuple) else v) for k, v in model_kw.items()},
-            "world_size": info.world_size}, "data": choice.record(), "T": T,
-            "history": hist, "final": None, "wall_seconds": time.perf_counter() - t0}
-        if info.main and hist:
-            report["final"] = _final(hist, net, vote)
-            if getattr(args, "out", None):
-                _save(args, net, report)
-        return report
+        return _train(args, info, ckpt)
+    except RunMismatch as e:
+        raise ValueError(mismatch_text(e.checkpoint, e.diffs)) from None
     finally:
         D.cleanup()
+
+
+def _encoder(args: argparse.Namespace, choice: Any, T: int) -> Any:
+    """The ``--encoding`` of static images (None: the model's direct encoding)."""
+    import leansnn as ls
+
+    if args.encoding is None:
+        return None
+    if choice.kind == "events":
+        raise ValueError(f"--encoding {args.encoding}: static data sets only; {choice.name} is "
+                         "an event data set (its frames are the input)")
+    return ls.encoding.Encoder(args.encoding, T, static_dims=4,
+                               seed=args.seed if args.encoding == "rate" else None)
+
+
+def _train(args: argparse.Namespace, info: Any, ckpt: str | None) -> dict:
+    from leansnn import distributed as D
+    from leansnn.train import TrainConfig, fit, metrics_path
+
+    # rank 0 builds any data cache first, the others then read it
+    if info.main:
+        train_set, test_set, io, choice = load_data(args, True)
+    D.barrier()
+    if not info.main:
+        train_set, test_set, io, choice = load_data(args, False)
+    T = int(choice.settings.get("T") or args.T or 8)
+    vote = _vote(args, test_set)
+    enc = _encoder(args, choice, T)
+    net, model_kw = _build(args, io, T)
+    resume = bool(ckpt) and not args.restart
+    _data.check_resume(net, ckpt, resume)
+    if enc is not None:  # encode [B, ...] images to [T, B, ...] on the way into the model
+        net.register_forward_pre_hook(lambda m, inp: (enc(inp[0]), *inp[1:]))
+    model, train_set = D.prepare(net, train_set, info, sync_bn=args.sync_bn)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      weight_decay=args.weight_decay, schedule="cosine", min_lr=args.min_lr,
+                      loss=args.loss, seed=args.seed, max_batches=args.max_batches,
+                      augment="flip_crop" if args.augment == "flip_crop" else "none",
+                      extra={"model": args.model, "data": choice.record(), "vote": vote,
+                             "attention": args.attention, "world_size": info.world_size,
+                             "encoding": args.encoding})
+    if info.main and not args.quiet:
+        enc_text = f", {args.encoding} encoding" if enc is not None else ""
+        print(f"train-snn: {args.model} (attention {args.attention}, T={T}{enc_text}) on "
+              f"{choice.describe()}: {len(train_set) * info.world_size} training / "
+              f"{len(test_set)} test recordings, {info.world_size} process(es), device "
+              f"{info.device}", file=log_stream(args), flush=True)
+    t0 = time.perf_counter()
+    res = fit(model, train_set, test_set, cfg, checkpoint=ckpt, resume=resume,
+              device=info.device, progress=progress(args), vote=vote,
+              on_epoch=_epoch_printer(args, info.main, vote),
+              run=describe_run(vars(args), RUN_SKIP), tensorboard_dir=args.tensorboard,
+              metrics_csv=metrics_path(args.checkpoint or args.out) if ckpt else None)
+    hist = res["history"]
+    given = {k: v for k, v in vars(args).items() if not k.startswith("_")}
+    report: dict[str, Any] = {"config": {**given, "model_kwargs": {
+        k: (list(v) if isinstance(v, tuple) else v) for k, v in model_kw.items()},
+        "world_size": info.world_size}, "data": choice.record(), "T": T,
+        "history": hist, "final": None, "wall_seconds": time.perf_counter() - t0}
+    if info.main and hist:
+        report["final"] = _final(hist, net, vote)
+        if getattr(args, "out", None):
+            _save(args, net, report)
+    return report
 
 
 def run(args: argparse.Namespace) -> int:
