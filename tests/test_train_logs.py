@@ -30,8 +30,14 @@ def _rows(path):
 
 def test_csv_beside_the_checkpoint_and_resume_does_not_duplicate(tmp_path):
     ck = tmp_path / "run.lsnn"
-    cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-2)
-    fit(_net(), _data(), _data(16, 1), cfg, checkpoint=ck, progress=False)
+    cfg = TrainConfig(epochs=3, batch_size=16, lr=1e-2)
+
+    def stop(rec):  # interrupted after the checkpoint of epoch 3, before its CSV row
+        if rec["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(_net(), _data(), _data(16, 1), cfg, checkpoint=ck, progress=False, on_epoch=stop)
     path = metrics_path(ck)
     assert path == tmp_path / "run.metrics.csv" and path.exists()
     rows = _rows(path)
@@ -42,10 +48,9 @@ def test_csv_beside_the_checkpoint_and_resume_does_not_duplicate(tmp_path):
     assert any(c.startswith("train_rate/") for c in cols)
     assert any(c.startswith("test_rate/") for c in cols)
     assert float(rows[0]["lr"]) == pytest.approx(1e-2)
-    # a third epoch resumed from the checkpoint: three rows, the first two unchanged
-    cfg3 = TrainConfig(epochs=3, batch_size=16, lr=1e-2)
+    # the run resumed (the checkpoint of epoch 3): three rows, the first two unchanged
     before = path.read_text().splitlines()
-    fit(_net(), _data(), _data(16, 1), cfg3, checkpoint=ck, resume=True, progress=False)
+    fit(_net(), _data(), _data(16, 1), cfg, checkpoint=ck, resume=True, progress=False)
     after = path.read_text().splitlines()
     assert len(after) == 4 and after[1:3] == before[1:3]
 

@@ -34,15 +34,17 @@ def test_train_snn_json_checkpoint_and_resume(tmp_path):
     assert main(args + ["--epochs", "1"]) == 0
     r1 = json.loads(js.read_text())
     assert len(r1["history"]) == 1
+    # another run (--epochs 2) over the checkpoint: an error; --resume continues it as stored
+    assert main(args + ["--epochs", "2"]) == 2
     assert main(args + ["--epochs", "2", "--resume"]) == 0
+    assert [h["epoch"] for h in json.loads(js.read_text())["history"]] == [1]
+    # --restart (alias --no-resume) starts over; the same command again continues it
+    assert main(args + ["--epochs", "2", "--no-resume"]) == 0
     r = json.loads(js.read_text())
     assert [h["epoch"] for h in r["history"]] == [1, 2]
     assert r["history"][0]["loss"] == pytest.approx(r1["history"][0]["loss"])
-    # rerunning continues by default (as after Ctrl-C); --no-resume starts over
-    assert main(args + ["--epochs", "3"]) == 0
-    assert [h["epoch"] for h in json.loads(js.read_text())["history"]] == [1, 2, 3]
-    assert main(args + ["--epochs", "1", "--no-resume"]) == 0
-    assert [h["epoch"] for h in json.loads(js.read_text())["history"]] == [1]
+    assert main(args + ["--epochs", "2"]) == 0
+    assert [h["epoch"] for h in json.loads(js.read_text())["history"]] == [1, 2]
     f = r["final"]
     assert 0.0 <= f["test_accuracy"] <= 1.0
     rates = f["layer_rates"]

@@ -233,7 +233,12 @@ def _train_epoch(model: nn.Module, data: Any, cfg: TrainConfig, opt: torch.optim
                 _diverged("the training loss", float(loss.detach()), epoch, i, opt)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            try:
+                opt.step()
+            except RuntimeError as e:  # e.g. Adam's lr / bias correction beyond float range
+                if "overflow" not in str(e):
+                    raise
+                _diverged("the optimizer step", None, epoch, i, opt)
             if not _finite(params):
                 _diverged("a weight", None, epoch, i, opt)
             n_b = y.numel()
@@ -284,8 +289,10 @@ def _diverged(what: str, value: float | None, epoch: int, batch: int,
 
 def _no_steps(data: Any, cfg: TrainConfig) -> None:
     """Raise: training on ``data`` with ``cfg`` would make no optimizer step."""
+    first = data[0] if isinstance(data, (tuple, list)) and data and \
+        isinstance(data[0], torch.Tensor) else data
     try:
-        n: Any = len(data)
+        n: Any = int(first.shape[0]) if isinstance(first, torch.Tensor) else len(data)
     except TypeError:
         n = "too few"
     per = " per process" if D.is_distributed() else ""
@@ -340,7 +347,8 @@ class MetricsLog:
                     "pip install 'leansnn[tensorboard]' (or pip install tensorboard)") from None
             self.writer = SummaryWriter(str(tensorboard_dir), purge_step=start_epoch + 1)
 
-    def write(self, history: list[dict]) -> None:
+    def write(self, history: list[dict], tensorboard: bool = True) -> None:
+        """Rewrite the CSV from ``history``; log its last epoch to TensorBoard."""
         rows = [_flat(r) for r in history]
         if self.csv_path is not None and rows:
             cols: list[str] = []
@@ -348,7 +356,7 @@ class MetricsLog:
                 cols += [k for k in r if k not in cols]
             lines = [",".join(cols)] + [",".join(_cell(r.get(c)) for c in cols) for r in rows]
             write_text(self.csv_path, "\n".join(lines) + "\n")
-        if self.writer is not None and rows:
+        if self.writer is not None and rows and tensorboard:
             last = rows[-1]
             for k, v in last.items():
                 if k != "epoch" and isinstance(v, (int, float)) and v == v:
@@ -468,6 +476,8 @@ def fit(
         metrics_csv = metrics_path(checkpoint) if checkpoint is not None else None
     log = MetricsLog(metrics_csv or None, tensorboard_dir, start) if main else None
     aug_g = torch.Generator().manual_seed(cfg.seed + 1)
+    if log is not None and history:  # stopped after its checkpoint, before its CSV row
+        log.write(history, tensorboard=False)
     try:
         for epoch in range(start, cfg.epochs):
             aug_g.manual_seed(cfg.seed + 1 + 1000 * epoch)
