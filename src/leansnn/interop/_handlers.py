@@ -285,6 +285,11 @@ def lif(ctx: Ctx, m: LIF, name: str, sig: NIRSignal) -> NIRSignal:
 
 
 def _lif(ctx: Ctx, m: LIF, name: str, sig: NIRSignal, drive_input: float = 0.0) -> NIRSignal:
+    if m.reset not in ("hard", "soft"):
+        return ctx.refuse(name, f"reset={m.reset!r} (subtract the threshold after the decay, "
+                          "as snnTorch's 'subtract') has no NIR equivalent: NIR's LIF/IF nodes "
+                          "reset to v_reset, and the soft-reset subgraph subtracts before the "
+                          "decay; use reset='hard' (or 'soft' on a non-leaky IF)", sig)
     vals = {k: getattr(m, k) for k in ("decay", "gain", "threshold", "v_reset", "v_init")}
     amp = m.spike_amplitude
     if not all(_scalar(v) for v in (*vals.values(), amp)):
