@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .base.batching import Batch, check_limit, iter_batches, num_batches
+from .base.progress import progress as tqdm_progress
 from .base.voting import vote
 from .neuron import LIF, SpikingNeuron
 
@@ -237,8 +237,8 @@ def _predict_pass(model: nn.Module, data: Any, *, batch_size: int, device: Any, 
     seconds = 0.0
     steps = None
     total = num_batches(data, batch_size, **limits)
-    for b in tqdm(iter_batches(data, batch_size, **limits), total=total, desc=desc,
-                  leave=False, disable=not progress):
+    for b in tqdm_progress(iter_batches(data, batch_size, **limits), total=total, desc=desc,
+                  leave=False, quiet=not progress):
         x = b.x.to(device)
         t0 = time.perf_counter()
         out = model(x, **forward_kwargs)

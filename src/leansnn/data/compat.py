@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from ..base.progress import progress as tqdm_progress
 from .errors import DataError
 from .event_folders import EventDataset, _bin, _frame_settings
 from .events import EventError, as_events, check_events
@@ -69,8 +69,8 @@ def from_tonic(dataset, sensor_size: Sequence[int], T: int = 8, *,
     except TypeError:
         n, items = None, iter(dataset)
     frames, lengths, labels = [], [], []
-    for i, item in enumerate(tqdm(items, total=n, desc=f"binning {name}", unit="rec",
-                                  disable=not progress)):
+    for i, item in enumerate(tqdm_progress(items, total=n, desc=f"binning {name}", unit="rec",
+                                  quiet=not progress)):
         if not isinstance(item, (tuple, list)) or len(item) < 2:
             raise DataError(f"{name}: item {i} is not an (events, label) pair")
         try:

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from ..base.progress import progress as tqdm_progress
 from .cache import (
     CacheError,
     Stream,
@@ -295,7 +295,7 @@ def _write_cache(stem: Path, key: str, key_src: dict, split: str, shape: tuple,
     streamed as they are converted, then the labels, then the header)."""
 
     def chunks():
-        with tqdm(total=shape[0], desc=desc, unit="img", disable=not progress) as bar:
+        with tqdm_progress(total=shape[0], desc=desc, unit="img", quiet=not progress) as bar:
             if workers > 1:
                 with ProcessPoolExecutor(workers) as pool:
                     for fr in pool.map(_convert, tasks):

@@ -76,8 +76,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from ..base.progress import progress as tqdm_progress
 from ..base.voting import vote
 from .cache import (
     Stream,
@@ -456,8 +456,8 @@ class _Decoder:
                   [(p, [s for _, s in g]) for p, g in groups[i:i + per]])
                  for i in range(0, len(groups), per)]
         ids = iter(groups)
-        with tqdm(total=len(groups), desc=f"decoding {self.label}", unit="file",
-                  disable=not self.progress) as bar:
+        with tqdm_progress(total=len(groups), desc=f"decoding {self.label}", unit="file",
+                  quiet=not self.progress) as bar:
             pool = ProcessPoolExecutor(workers) if workers > 1 else None
             try:
                 results = pool.map(_bin_files, tasks) if pool else map(_bin_files, tasks)

@@ -42,8 +42,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from ..base.progress import progress as tqdm_progress
 from .cache import (
     Stream,
     default_cache_dir,
@@ -383,7 +383,7 @@ def _decode_all(files: list[Path], size: tuple[int, int], workers: int, progress
     of every decoded file to ``kept`` and ``(path, reason)`` of every bad one to ``skipped``
     (only with ``skip_bad_files``; otherwise the first bad file raises)."""
     tasks = [([str(p) for p in files[i:i + per]], size) for i in range(0, len(files), per)]
-    with tqdm(total=len(files), desc=desc, unit="img", disable=not progress) as bar:
+    with tqdm_progress(total=len(files), desc=desc, unit="img", quiet=not progress) as bar:
         pool = ProcessPoolExecutor(workers) if workers > 1 else None
         try:
             res = pool.map(_decode, tasks) if pool else map(_decode, tasks)
