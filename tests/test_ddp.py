@@ -191,3 +191,24 @@ def test_torchrun_two_processes_train_snn_cli(tmp_path, tiny_idx):
     assert "2 process(es)" in text and out.exists()
     rows = (tmp_path / "snn.metrics.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith("epoch,loss,")
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_train_ann_cli(tmp_path, tiny_idx):
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    if torchrun is None:
+        pytest.skip("torchrun not installed beside this python")
+    out = tmp_path / "ann.lsnn"
+    cmd = [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "leansnn", "train-ann",
+           "--root", str(tiny_idx), "--epochs", "2", "--batch-size", "8", "--device", "cpu",
+           "--threads", "1", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LEANSNN_PROGRESS": "lines"}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "\r" not in r.stdout + r.stderr
+    assert (r.stdout + r.stderr).count("test accuracy") == 1   # rank 0 alone reports
+    assert out.exists() and (tmp_path / "ann.lsnn.train").exists()
+    m = ls.load(out).leansnn_meta["meta"]
+    assert m["world_size"] == 2 and len(m["history"]) == 2
+    rows = (tmp_path / "ann.metrics.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("epoch,loss,")

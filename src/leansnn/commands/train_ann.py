@@ -131,7 +131,7 @@ def _train(given: dict, run: dict, out: Path, ckpt: Path, info: Any) -> dict:
               if progress else None)
     seconds = time.perf_counter() - t0
     hist = res["history"]
-    acc = hist[-1]["test_accuracy"]
+    acc = hist[-1].get("test_accuracy")  # rank 0 alone evaluates
     net.eval()
     meta = {"test_accuracy": acc, "history": hist, "train_config": asdict(cfg),
             "torch": torch.__version__, "world_size": info.world_size,
