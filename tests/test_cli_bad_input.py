@@ -261,7 +261,7 @@ RESOURCES = [  # (what to patch, replacement, argv, needles)
     ("leansnn.commands._common.Path.write_text", _raise(ENOSPC),
      ["export", "{snn}", "--out", "{tmp}/x.nir", "--json", "{tmp}/x.json"], ["disk is full"]),
     ("torch.save", _raise(ENOSPC), ["train-ann", "--out", "{tmp}/m.lsnn", "--root", "{root}",
-                                    "--epochs", "1", "--train-images", "32",
+                                    "--epochs", "1", "--train-images", "32", "--batch-size", "16",
                                     "--test-images", "8"], ["disk is full"]),
     ("leansnn.convert", _raise(ALLOC), ["convert", "{ann}", "--root", "{root}", "--T", "10000",
                                         "--method", "serial", "--test-images", "8"],

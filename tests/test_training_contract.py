@@ -139,6 +139,15 @@ def test_train_snn_huge_lr_stops_with_exit_2_and_writes_nothing(tmp_path, tiny_i
 def test_encoding_is_recorded(tmp_path, tiny_idx):
     out = tmp_path / "m.lsnn"
     assert main(SNN + ["--root", str(tiny_idx), "--out", str(out), "--encoding", "rate"]) == 0
-    m = ls.load(out).leansnn_meta["meta"]
+    model = ls.load(out)
+    m = model.leansnn_meta["meta"]
     assert m["data"]["encoding"] == "rate"
     assert not math.isnan(m["history"][0]["loss"])
+    # the encoder is part of the saved model: loading gives back rate-coded inputs, so an
+    # evaluation of the loaded model reproduces the training run's test accuracy
+    from leansnn.models.encoded import EncodedModel
+
+    assert isinstance(model, EncodedModel) and model.encoder.encoding == "rate"
+    test = ls.data.fashion_mnist("test", root=tiny_idx).subset(32, 0)
+    ev = ls.train.evaluate(model, test, batch_size=32)
+    assert ev["accuracy"] == m["history"][-1]["test_accuracy"]

@@ -250,17 +250,16 @@ def train(args: argparse.Namespace) -> dict:
         D.cleanup()
 
 
-def _encoder(args: argparse.Namespace, choice: Any, T: int) -> Any:
-    """The ``--encoding`` of static images (None: the model's direct encoding)."""
-    import leansnn as ls
-
+def _encoder(args: argparse.Namespace, choice: Any, T: int) -> dict | None:
+    """The ``--encoding`` of static images as ``with_encoding`` arguments (None: the model's
+    own direct encoding)."""
     if args.encoding is None:
         return None
     if choice.kind == "events":
         raise ValueError(f"--encoding {args.encoding}: static data sets only; {choice.name} is "
                          "an event data set (its frames are the input)")
-    return ls.encoding.Encoder(args.encoding, T, static_dims=4,
-                               seed=args.seed if args.encoding == "rate" else None)
+    return {"encoding": args.encoding, "T": T,
+            "seed": args.seed if args.encoding == "rate" else None}
 
 
 def _train(args: argparse.Namespace, info: Any, ckpt: str | None) -> dict:
@@ -277,10 +276,12 @@ def _train(args: argparse.Namespace, info: Any, ckpt: str | None) -> dict:
     vote = _vote(args, test_set)
     enc = _encoder(args, choice, T)
     net, model_kw = _build(args, io, T)
+    if enc is not None:  # the encoder is part of the model: saved, loaded, analysed with it
+        from leansnn.models.encoded import with_encoding
+
+        net = with_encoding(net, **enc)
     resume = bool(ckpt) and not args.restart
     _data.check_resume(net, ckpt, resume)
-    if enc is not None:  # encode [B, ...] images to [T, B, ...] on the way into the model
-        net.register_forward_pre_hook(lambda m, inp: (enc(inp[0]), *inp[1:]))
     model, train_set = D.prepare(net, train_set, info, sync_bn=args.sync_bn)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       weight_decay=args.weight_decay, schedule="cosine", min_lr=args.min_lr,

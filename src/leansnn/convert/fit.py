@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import fx
-from tqdm.auto import tqdm
 
 from ..activations import spike_count
+from ..base.progress import progress as show_progress
 from .converter import ActivationSite
 from .daqcfs import DAQCFS
 from .lockstep import run_lockstep
@@ -168,7 +168,7 @@ def fit_sequential(gm: fx.GraphModule, sites: list[ActivationSite], T: int,
         p = params[site.name] = SiteParams.start(th, dead)
         return a, update_site(p, zr, zd, a, T, cfg, search=cfg.search and site.kind == "relu")
 
-    bar = tqdm(total=len(sites), desc=f"calibrate T={T}", leave=False, disable=not progress)
+    bar = show_progress(total=len(sites), desc=f"calibrate T={T}", quiet=not progress)
     try:
         run_lockstep(gm, sites, chunks, on_site, bar)
     finally:
@@ -196,7 +196,7 @@ def _record_thresholds_per_batch(gm: fx.GraphModule, sites: list[ActivationSite]
             raw[site.name] = q if site.name not in raw else raw[site.name] + q
         return a, a
 
-    for c in tqdm(chunks, desc="thresholds", leave=False, disable=not progress):
+    for c in show_progress(chunks, desc="thresholds", quiet=not progress):
         run_lockstep(gm, sites, [c], rec)
     return {s.name: _fix_dead(raw[s.name]) for s in sites}
 
@@ -222,8 +222,8 @@ def fit_momentum(gm: fx.GraphModule, sites: list[ActivationSite], T: int,
         search = first and cfg.search and site.kind == "relu"
         return a, update_site(p, zr, zd, a, T, cfg, momentum=cfg.momentum, search=search)
 
-    for c in tqdm(chunks, desc=f"calibrate T={T} (momentum)", leave=False,
-                  disable=not progress):
+    for c in show_progress(chunks, desc=f"calibrate T={T} (momentum)",
+                           quiet=not progress):
         run_lockstep(gm, sites, [c], on_site)
     return params
 

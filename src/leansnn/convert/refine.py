@@ -14,9 +14,9 @@ import copy
 
 import torch
 from torch import fx, nn
-from tqdm.auto import tqdm
 
 from ..activations import spike_count
+from ..base.progress import progress as show_progress
 from .converter import ActivationSite, ConversionError, replace_sites
 from .daqcfs import DAQCFS
 
@@ -75,7 +75,7 @@ def refine(gm: fx.GraphModule, sites: list[ActivationSite], das: dict[str, DAQCF
     opt = torch.optim.Adam(params, lr=lr)
     gen = torch.Generator().manual_seed(0)
     bs = min(batch_size, X.shape[0])
-    bar = tqdm(range(steps), desc="refine", leave=False, disable=not progress)
+    bar = show_progress(range(steps), desc="refine", quiet=not progress)
     for _ in bar:
         idx = torch.randint(0, X.shape[0], (bs,), generator=gen)
         loss = torch.mean((net(X[idx]) - ref[idx]) ** 2)
