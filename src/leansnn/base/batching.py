@@ -27,9 +27,11 @@ import math
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
-__all__ = ["Batch", "BatchError", "iter_batches", "num_batches", "check_limit"]
+__all__ = ["Batch", "BatchError", "iter_batches", "num_batches", "check_limit",
+           "batch_indices"]
 
 
 class BatchError(ValueError):
@@ -55,6 +57,21 @@ def check_limit(value: Any, name: str) -> int | None:
                               or value < 1):
         raise ValueError(f"{name} must be an int >= 1 or None, got {value!r}")
     return value
+
+
+def batch_indices(n: int, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                  drop_last: bool = False) -> Iterator[np.ndarray]:
+    """Sample indices (int64 numpy arrays) of each batch over ``n`` samples: in order, or a
+    permutation drawn from ``seed`` (``torch.randperm`` with its own generator, never the
+    global random state); ``drop_last`` drops an incomplete last batch. Every leansnn data
+    set's ``batches`` uses this, so the same seed gives the same batches everywhere."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    order = (torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+             if shuffle else np.arange(n, dtype=np.int64))
+    stop = n - n % batch_size if drop_last else n
+    for i in range(0, stop, batch_size):
+        yield order[i:i + batch_size]
 
 
 def _is_pair(data: Any) -> bool:

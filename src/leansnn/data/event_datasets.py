@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..base.batching import batch_indices
 from ..base.progress import progress as tqdm_progress
 from .cache import (
     CacheError,
@@ -149,12 +150,8 @@ class EventFrameDataset(torch.utils.data.Dataset):
         """Yield ``(x float32 [T, B, 2, H, W], y int64 [B])``; time-major, ready for a model."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        n = len(self)
-        order = (torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
-                 if shuffle else np.arange(n))
-        stop = n - n % batch_size if drop_last else n
-        for i in range(0, stop, batch_size):
-            idx = order[i:i + batch_size]
+        for idx in batch_indices(len(self), batch_size, shuffle=shuffle, seed=seed,
+                                 drop_last=drop_last):
             # read in file order (fast on a memory map), then restore the batch order
             srt = np.argsort(idx, kind="stable")
             block = np.empty((idx.size, *self.frames.shape[1:]), np.uint8)

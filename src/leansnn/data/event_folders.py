@@ -77,6 +77,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..base.batching import batch_indices
 from ..base.progress import progress as tqdm_progress
 from ..base.voting import vote
 from .cache import (
@@ -365,13 +366,9 @@ class EventDataset:
         window per recording drawn from ``seed`` when ``dt_ms`` is set)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        n = len(self)
-        order = (torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
-                 if shuffle else np.arange(n))
         starts = self.random_starts(seed)
-        stop = n - n % batch_size if drop_last else n
-        for i in range(0, stop, batch_size):
-            idx = order[i:i + batch_size]
+        for idx in batch_indices(len(self), batch_size, shuffle=shuffle, seed=seed,
+                                 drop_last=drop_last):
             yield self._gather(idx, starts[idx]), self.labels[torch.from_numpy(idx)]
 
     def windows(self, stride: int | None = None) -> EventWindows:
@@ -404,12 +401,8 @@ class EventWindows:
         """Yield ``(x float32 [T, B, 2, H, W], y int64 [B], recording int64 [B])``."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        n = len(self)
-        order = (torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
-                 if shuffle else np.arange(n))
-        stop = n - n % batch_size if drop_last else n
-        for i in range(0, stop, batch_size):
-            w = order[i:i + batch_size]
+        for w in batch_indices(len(self), batch_size, shuffle=shuffle, seed=seed,
+                               drop_last=drop_last):
             rec = self.recording[w]
             yield (self.dataset._gather(rec, self.start[w]), self.labels[torch.from_numpy(w)],
                    torch.from_numpy(rec))

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..base.batching import batch_indices
 from .errors import DataError
 
 __all__ = ["fashion_mnist", "read_idx", "ImageDataset", "DataError", "CLASSES", "DEFAULT_ROOT"]
@@ -157,12 +158,9 @@ class ImageDataset(torch.utils.data.Dataset):
     def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0,
                 drop_last: bool = False):
         """Yield ``(x float32 [b, 1, H, W], y int64 [b])`` batches."""
-        n = len(self)
-        order = (torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-                 if shuffle else torch.arange(n))
-        stop = n - n % batch_size if drop_last else n
-        for i in range(0, stop, batch_size):
-            idx = order[i:i + batch_size]
+        for b in batch_indices(len(self), batch_size, shuffle=shuffle, seed=seed,
+                               drop_last=drop_last):
+            idx = torch.from_numpy(b)
             yield self.images[idx].unsqueeze(1).float().div_(255.0), self.labels[idx]
 
 

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..base.batching import batch_indices
 from ..base.progress import progress as tqdm_progress
 from .cache import (
     Stream,
@@ -242,13 +243,9 @@ class ImageSet(torch.utils.data.Dataset):
         generator seeded with ``seed`` (same seed, same batches)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        n = len(self)
-        order = (torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
-                 if shuffle else np.arange(n))
         g = torch.Generator().manual_seed(int(seed) * 7919 + 17)
-        stop = n - n % batch_size if drop_last else n
-        for i in range(0, stop, batch_size):
-            idx = order[i:i + batch_size]
+        for idx in batch_indices(len(self), batch_size, shuffle=shuffle, seed=seed,
+                                 drop_last=drop_last):
             x = self._raw(idx).float().div_(255.0)
             for a in self.augment:
                 if not a.after_normalize:
