@@ -535,6 +535,12 @@ def _serial_method(ctx: ConversionContext, thresholds: dict | None = None
 # ---------------------------------------------------------------------------------------------
 # the converted network
 # ---------------------------------------------------------------------------------------------
+# torch's messages for inputs whose channels, size or dtype do not fit a layer
+_SHAPE_ERRORS = ("expected input", "shapes cannot be multiplied", "size of tensor",
+                 "must match the size", "channels", "Expected", "expected scalar type",
+                 "Output size is too small", "Kernel size can't be greater")
+
+
 class ConvertedSNN(nn.Module):
     """A converted ANN: input ``[B, ...]`` (direct encoding, repeated over T) or
     ``[T, B, ...]`` -> per-step output ``y`` ``[T, B, K]`` (not cumulative).
@@ -621,15 +627,25 @@ class ConvertedSNN(nn.Module):
         if not x.is_floating_point():
             raise ValueError(f"converted SNN input: expected a float tensor, got {x.dtype}; "
                              "use x.float()")
+        param = next(self.net.parameters(), None)
+        if param is not None and x.dtype != param.dtype:
+            raise ValueError(f"converted SNN input: the network computes in {param.dtype}, the "
+                             f"input is {x.dtype}; use x.to({param.dtype}) (or convert the "
+                             f"network with snn.to({x.dtype}))")
         d = self.input_dims
         if d is None:
             raise ValueError(
                 "the converted SNN does not know whether its input is static [B, ...] or a "
                 "sequence [T, B, ...] (the ANN does not start with a convolution); convert "
                 "with input_dims=<dims of one static batch, e.g. 2 for [B, F]>")
+        spec = getattr(self.net, "input_spec", None)
         if x.dim() == d:
+            if spec is not None:
+                spec.check(x)
             return True
         if x.dim() == d + 1:
+            if spec is not None:
+                spec.check(x[0])
             if x.shape[0] != self.T:
                 raise ValueError(f"converted SNN built for T={self.T} got a sequence of "
                                  f"{x.shape[0]} steps (shape {tuple(x.shape)}); convert again "
@@ -660,9 +676,17 @@ class ConvertedSNN(nn.Module):
                 raise ValueError("the exact fast path is not available: " + "; ".join(reasons)
                                  + "; use engine='simulate'")
             eng = "fast" if ok else "simulate"
-        if eng == "fast":
-            return self._fast(x, static)
-        return _nan_rows(self._unfold(self.net(self._fold(x, static))), x, static)
+        try:
+            if eng == "fast":
+                return self._fast(x, static)
+            return _nan_rows(self._unfold(self.net(self._fold(x, static))), x, static)
+        except RuntimeError as e:
+            msg = str(e)
+            if not any(k in msg for k in _SHAPE_ERRORS):
+                raise
+            raise ValueError(f"converted SNN input of shape {tuple(x.shape)} does not fit the "
+                             f"network ({msg.splitlines()[0]}); give inputs shaped like the "
+                             "ANN's training images") from None
 
     def _fast(self, x: torch.Tensor, static: bool) -> torch.Tensor:
         """The exact fast path: time-means through the graph once, the tail on the rebuilt
@@ -786,6 +810,8 @@ def prepare(model: nn.Module, leaf_modules: Iterable[type] = (), fuse_bn: bool =
     dims = input_dims if input_dims is not None else infer_input_dims(gm)
     if fuse_bn:
         fuse_batchnorm(gm)
+    # the ANN's input check (models built by the registry carry one) guards the SNN too
+    gm.input_spec = getattr(model, "input_spec", None)
     return gm, sites, dims
 
 
