@@ -203,14 +203,14 @@ class _FusedLIF(torch.autograd.Function):
         return tuple(grads)
 
 
-def _detach(p, like: torch.Tensor):
+def detach_param(p, like: torch.Tensor):
     """A parameter as used inside the kernels: float, or a detached tensor of x's dtype."""
     if isinstance(p, torch.Tensor):
         return p.detach().to(dtype=like.dtype, device=like.device)
     return float(p)
 
 
-def _reduce(g: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+def reduce_grad(g: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     """Sum a per-element gradient ``[B, ...]`` to the shape of the parameter ``p``."""
     g = g.sum().reshape(()) if p.dim() == 0 else g.sum_to_size(p.shape)
     return g.to(p.dtype)
@@ -235,7 +235,7 @@ class _FusedLIFTensor(torch.autograd.Function):
         want_u: bool,
         want_state: bool,
     ):
-        decay, gain, thr, v_reset, v_init = (_detach(p, x) for p in
+        decay, gain, thr, v_reset, v_init = (detach_param(p, x) for p in
                                              (decay_p, gain_p, thr_p, vr_p, vi_p))
         T = x.shape[0]
         step = x.shape[1:]
@@ -372,15 +372,15 @@ class _FusedLIFTensor(torch.autograd.Function):
         if need_h0:
             grads[6] = gh.clone()
         if need_vi:  # v_init is used only without h0
-            grads[5] = _reduce(gh, p_vi) if h0 is None else torch.zeros_like(p_vi)
+            grads[5] = reduce_grad(gh, p_vi) if h0 is None else torch.zeros_like(p_vi)
         if need_decay:
-            grads[1] = _reduce(acc_decay, p_decay)
+            grads[1] = reduce_grad(acc_decay, p_decay)
         if need_gain:
-            grads[2] = _reduce(acc_gain.div_(gain), p_gain)
+            grads[2] = reduce_grad(acc_gain.div_(gain), p_gain)
         if need_thr:
-            grads[3] = _reduce(acc_thr.neg_(), p_thr)
+            grads[3] = reduce_grad(acc_thr.neg_(), p_thr)
         if need_vr:
-            grads[4] = _reduce(acc_vr, p_vr) if acc_vr is not None else torch.zeros_like(p_vr)
+            grads[4] = reduce_grad(acc_vr, p_vr) if acc_vr is not None else torch.zeros_like(p_vr)
         if need_x:
             if isinstance(gain, torch.Tensor):
                 G.mul_(gain)

@@ -21,20 +21,10 @@ from __future__ import annotations
 
 import torch
 
+from .fused import detach_param, reduce_grad
 from .surrogate import Surrogate
 
 __all__ = ["lif_subtract_after_decay"]
-
-
-def _detach(p, like: torch.Tensor):
-    if isinstance(p, torch.Tensor):
-        return p.detach().to(dtype=like.dtype, device=like.device)
-    return float(p)
-
-
-def _reduce(g: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    g = g.sum().reshape(()) if p.dim() == 0 else g.sum_to_size(p.shape)
-    return g.to(p.dtype)
 
 
 def _initial(x: torch.Tensor, h0, v_init) -> torch.Tensor:
@@ -48,7 +38,7 @@ class _FusedDelayed(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, decay_p, gain_p, thr_p, vi_p, h0, detach_reset: bool,  # type: ignore[override]
                 surrogate: Surrogate, want_u: bool, want_state: bool):
-        decay, gain, thr, v_init = (_detach(p, x) for p in (decay_p, gain_p, thr_p, vi_p))
+        decay, gain, thr, v_init = (detach_param(p, x) for p in (decay_p, gain_p, thr_p, vi_p))
         h_init = _initial(x, h0, v_init)
         grad_needed = any(ctx.needs_input_grad[:6])
         S = torch.empty_like(x)
@@ -119,13 +109,13 @@ def _grads(ctx, G, gain, g_init, acc_decay, acc_gain, acc_thr, need) -> tuple:
     if need_x:
         grads[0] = G * gain if isinstance(gain, torch.Tensor) or gain != 1.0 else G
     if need_decay:
-        grads[1] = _reduce(acc_decay, p_decay)
+        grads[1] = reduce_grad(acc_decay, p_decay)
     if need_gain:
-        grads[2] = _reduce(acc_gain / gain, p_gain)
+        grads[2] = reduce_grad(acc_gain / gain, p_gain)
     if need_thr:
-        grads[3] = _reduce(acc_thr, p_thr)
+        grads[3] = reduce_grad(acc_thr, p_thr)
     if need_vi:  # v_init is used only without h0
-        grads[4] = torch.zeros_like(p_vi) if ctx.has_h0 else _reduce(g_init, p_vi)
+        grads[4] = torch.zeros_like(p_vi) if ctx.has_h0 else reduce_grad(g_init, p_vi)
     if need_h0:
         grads[5] = g_init
     return tuple(grads)
