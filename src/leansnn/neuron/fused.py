@@ -114,15 +114,7 @@ class _FusedLIF(torch.autograd.Function):
         decay, gain, thr, v_init, v_reset, hard, detach_reset, surrogate = ctx.params
         need_x, need_decay, need_gain, need_thr, need_h0 = ctx.needs_input_grad[:5]
         T = U.shape[0]
-        if gS is None:
-            gS = torch.zeros_like(U)
-        if gU is not None and gU.numel() == 0:
-            gU = None
-        if gH is not None and gH.numel() == 0:
-            gH = None
-        # surrogate derivative of every step, in the buffer that becomes dL/du
-        G = torch.sub(U, thr)
-        surrogate.derivative_(G)
+        gS, gU, gH, G = backward_inputs(U, thr, surrogate, gS, gU, gH)
         gs_tot = torch.empty_like(U[0])
         tmp = torch.empty_like(U[0])
         sbuf = torch.empty_like(U[0])
@@ -201,6 +193,22 @@ class _FusedLIF(torch.autograd.Function):
         if need_thr:
             grads[3] = (-acc_thr.sum()).reshape(tp[2].shape).to(tp[2].dtype)
         return tuple(grads)
+
+
+def backward_inputs(U: torch.Tensor, thr, surrogate: Surrogate, gS, gU, gH) -> tuple:
+    """The incoming gradients of a fused kernel's backward, normalised (``gS`` zeros when
+    absent; the empty placeholders of unrequested ``U`` / state outputs as ``None``), and the
+    surrogate derivative of every step ``G = sigma'(U - thr)``: the buffer that becomes
+    ``dL/du`` in place."""
+    if gS is None:
+        gS = torch.zeros_like(U)
+    if gU is not None and gU.numel() == 0:
+        gU = None
+    if gH is not None and gH.numel() == 0:
+        gH = None
+    G = torch.sub(U, thr)
+    surrogate.derivative_(G)
+    return gS, gU, gH, G
 
 
 def detach_param(p, like: torch.Tensor):
@@ -291,14 +299,7 @@ class _FusedLIFTensor(torch.autograd.Function):
         need = ctx.needs_input_grad
         need_x, need_decay, need_gain, need_thr, need_vr, need_vi, need_h0 = need[:7]
         T = U.shape[0]
-        if gS is None:
-            gS = torch.zeros_like(U)
-        if gU is not None and gU.numel() == 0:
-            gU = None
-        if gH is not None and gH.numel() == 0:
-            gH = None
-        G = torch.sub(U, thr)
-        surrogate.derivative_(G)
+        gS, gU, gH, G = backward_inputs(U, thr, surrogate, gS, gU, gH)
 
         def buf():
             return torch.empty_like(U[0])

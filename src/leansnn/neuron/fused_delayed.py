@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from .fused import detach_param, reduce_grad
+from .fused import backward_inputs, detach_param, reduce_grad
 from .surrogate import Surrogate
 
 __all__ = ["lif_subtract_after_decay"]
@@ -65,15 +65,14 @@ class _FusedDelayed(torch.autograd.Function):
         U, h_init = ctx.saved_tensors
         decay, gain, thr, detach_reset, surrogate = ctx.kernel_params
         need_x, need_decay, need_gain, need_thr, need_vi, need_h0 = ctx.needs_input_grad[:6]
-        gU = None if gU is None or gU.numel() == 0 else gU
-        gH = None if gH is None or gH.numel() == 0 else gH
-        G = surrogate.derivative_(torch.sub(U, thr))  # sigma'[t], becomes g_u[t] in place
+        # sigma'[t] in G, which becomes g_u[t] in place
+        gS, gU, gH, G = backward_inputs(U, thr, surrogate, gS, gU, gH)
         zero = torch.zeros_like(U[0])
         acc_thr, acc_decay, acc_gain = zero.clone(), zero.clone(), zero.clone()
         g_next = None
         for t in range(U.shape[0] - 1, -1, -1):
             sg = G[t]
-            g_s = gS[t] if gS is not None else zero
+            g_s = gS[t]
             if g_next is not None and not detach_reset:
                 g_s = g_s - g_next * thr
             acc_thr.sub_(g_s * sg)
