@@ -194,3 +194,78 @@ def test_fused_no_grad_and_non_contiguous_input():
         y = asa(x)
     asa.impl = "reference"
     torch.testing.assert_close(y, asa(x))
+
+
+# --- behaviour="authors": the authors' code, reproduced for comparison only ---------------
+
+def _union_of_per_sample(asa_fixed: ASA, x: torch.Tensor) -> torch.Tensor:
+    """K_c XOR K_t where K_c, K_t are the unions over the batch of the per-sample hard masks."""
+    kc, kt, _ = asa_fixed.masks(x)
+    kc, kt = kc.amax(1, keepdim=True), kt.amax(1, keepdim=True)
+    return (kc + kt - 2 * kc * kt).expand(-1, x.shape[1], -1)
+
+
+@pytest.mark.parametrize("lam", [0.25, 0.5, 0.75])
+def test_authors_masks_are_batch_unions(lam):
+    torch.manual_seed(0)
+    fixed = ASA(T=4, channels=8, lam=lam)
+    authors = ASA(T=4, channels=8, lam=lam, behaviour="authors")
+    authors.load_state_dict(fixed.state_dict())
+    x = _x(B=5, C=8, seed=4)
+    _, _, imp = authors.masks(x)
+    assert torch.equal(imp, _union_of_per_sample(fixed, x))
+    # every sample gets the same mask, so a sample's output depends on its neighbours
+    assert all(torch.equal(imp[:, 0], imp[:, b]) for b in range(1, 5))
+    alone = authors(x[:, :1])
+    assert not torch.allclose(alone, authors(x)[:, :1])
+
+
+@pytest.mark.parametrize("impl", ["reference", "fused"])
+def test_authors_importance_parameters_stay_frozen(impl):
+    torch.manual_seed(1)
+    asa = ASA(T=4, channels=6, behaviour="authors", impl=impl)
+    start = {k: v.detach().clone() for k, v in asa.named_parameters()}
+    opt = torch.optim.Adam(asa.parameters(), lr=0.1, weight_decay=1e-2)
+    for step in range(3):
+        x = _x(B=3, C=6, seed=10 + step).requires_grad_()
+        opt.zero_grad()
+        asa(x).square().sum().backward()
+        assert x.grad is not None and x.grad.abs().sum() > 0
+        opt.step()
+    for k, v in asa.named_parameters():
+        moved = not torch.equal(v, start[k])
+        # alpha, beta and the temporal FC never get a gradient (grad None, so Adam's weight
+        # decay does not touch them either); the two spatial convs learn
+        assert moved == k.startswith("conv_"), k
+        assert (v.grad is None) == (not k.startswith("conv_")), k
+
+
+def test_authors_fused_matches_reference():
+    torch.manual_seed(2)
+    asa = ASA(T=8, channels=6, lam=0.25, behaviour="authors").double()
+    x = (torch.randn(8, 3, 6, 4, 5, dtype=torch.float64) + 2).requires_grad_()
+    gy = torch.randn_like(x)
+    res = {}
+    for impl in ("reference", "fused"):
+        asa.impl = impl
+        asa.zero_grad()
+        x.grad = None
+        y = asa(x)
+        y.backward(gy)
+        res[impl] = (y.detach(), x.grad.clone(), asa.conv_important.weight.grad.clone())
+    for a, b in zip(res["reference"], res["fused"]):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+
+
+def test_authors_variant_in_models_and_checkpoints(tmp_path):
+    net = ls.models.create("lif_snn_a", T=4, width=4, attention="asa_authors", lam=0.25,
+                           input_size=(16, 16))
+    asas = [m for m in net.modules() if isinstance(m, ASA)]
+    assert len(asas) == 3 and all(m.behaviour == "authors" and m.lam == 0.25 for m in asas)
+    ls.save(net, tmp_path / "a.lsnn")
+    back = ls.load(tmp_path / "a.lsnn")
+    assert all(m.behaviour == "authors" for m in back.modules() if isinstance(m, ASA))
+    with pytest.raises(ValueError, match="asa_authors"):
+        ls.models.create("lif_snn_a", T=4, width=4, attention="asa_author")
+    with pytest.raises(ValueError, match="behaviour"):
+        ASA(T=4, channels=4, behaviour="paper")

@@ -20,7 +20,9 @@ does not depend on its batch neighbours), alpha, beta and the temporal FC **lear
 straight-through estimator: the hard top-k mask in the forward pass, the gradient of a
 sigmoid-relaxed mask ``sigmoid((M - m_k) / (temperature * std(M)))`` in the backward pass,
 where ``m_k`` is the midpoint between the k-th and (k+1)-th largest value), and a batch of one
-works.
+works. ``behaviour="authors"`` reproduces the authors' code for comparison only: each mask is
+the union of the hard top-k masks over the batch, and alpha, beta and the FC get no gradient
+(they keep their initial values: their ``.grad`` stays ``None``, so no optimiser moves them).
 
 Two implementations give the same values and gradients (tested in float64): ``"reference"``
 (plain autograd, the steps above written out) and ``"fused"`` (default; one autograd function
@@ -81,12 +83,16 @@ class ASA(nn.Module):
         impl: ``"fused"`` (default: one autograd function with a hand-written backward that
             reads the big tensor a few times and saves only the input) or ``"reference"``
             (plain autograd, the readable definition the fused path is tested against).
+        behaviour: ``"fixed"`` (default: per-sample masks, learnable alpha/beta/FC) or
+            ``"authors"`` (the authors' code, for comparison only: batch-union hard masks,
+            alpha, beta and the FC frozen at their initial values).
 
     Shapes: ``x`` float ``[T, B, C, H, W]`` -> ``[T, B, C, H, W]``.
     """
 
     def __init__(self, T: int, channels: int, lam: float = 0.5, reduction: int = 1,
-                 temperature: float = 1.0, impl: str = "fused") -> None:
+                 temperature: float = 1.0, impl: str = "fused",
+                 behaviour: str = "fixed") -> None:
         super().__init__()
         for name, v in (("T", T), ("channels", channels), ("reduction", reduction)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -99,6 +105,9 @@ class ASA(nn.Module):
         if impl not in ("fused", "reference"):
             raise ValueError(f"ASA: impl must be 'fused' or 'reference', got {impl!r}")
         self.impl = impl
+        if behaviour not in ("fixed", "authors"):
+            raise ValueError(f"ASA: behaviour must be 'fixed' or 'authors', got {behaviour!r}")
+        self.behaviour = behaviour
         if not temperature > 0:
             raise ValueError(f"ASA: temperature must be > 0, got {temperature!r}")
         self.T, self.channels, self.lam, self.reduction = T, channels, float(lam), reduction
@@ -168,9 +177,10 @@ class ASA(nn.Module):
         """
         self._check(x)
         m = self.importance(x)
-        kc = topk_mask(m, self.k_channels, dim=2, temperature=self.temperature)
-        kt = topk_mask(m, self.k_steps, dim=0, temperature=self.temperature)
-        important = kc + kt - 2.0 * kc * kt  # XOR of {0, 1} masks
+        if self.behaviour == "authors":
+            m = m.detach()
+        kc, kt, important = _xor_masks(m, self.k_channels, self.k_steps, self.temperature,
+                                       self.behaviour == "authors")
         return kc, kt, important
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -197,7 +207,20 @@ class ASA(nn.Module):
     def extra_repr(self) -> str:
         return (f"T={self.T}, channels={self.channels}, lam={self.lam:g}, "
                 f"reduction={self.reduction}, temperature={self.temperature:g}, "
-                f"impl={self.impl}")
+                f"impl={self.impl}" + (", behaviour=authors" if self.behaviour == "authors"
+                                       else ""))
+
+
+def _xor_masks(m: torch.Tensor, k_channels: int, k_steps: int, temperature: float,
+               union: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(K_c, K_t, K_c XOR K_t)`` of the importance ``m`` ``[T, B, C]``; with ``union`` each
+    of K_c and K_t is the union of its hard masks over the batch (the authors' code)."""
+    kc = topk_mask(m, k_channels, dim=2, temperature=temperature)
+    kt = topk_mask(m, k_steps, dim=0, temperature=temperature)
+    if union:
+        kc = kc.amax(1, keepdim=True).expand_as(kc)
+        kt = kt.amax(1, keepdim=True).expand_as(kt)
+    return kc, kt, kc + kt - 2.0 * kc * kt  # XOR of {0, 1} masks
 
 
 def _fc_apply(m: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
@@ -226,20 +249,20 @@ class _ASAFused(torch.autograd.Function):
         HW, n, lam = H * W, T * C, mod.lam
         xv = xc.view(T, B, C, HW)
         build = any(ctx.needs_input_grad[1:])
+        authors = mod.behaviour == "authors"
+        learn = build and not authors  # the authors' masks pass no gradient to M
         f_avg = xv.mean(-1)
         if build:
             f_max, f_arg = xv.max(-1)
         else:
             f_max, f_arg = xv.amax(-1), None
-        with torch.set_grad_enabled(build):
-            fa = f_avg.detach().requires_grad_(build)
-            fm = f_max.detach().requires_grad_(build)
-            leaves1 = [fa, fm] + [p.detach().requires_grad_(build) for p in (alpha, beta, *fc)]
+        with torch.set_grad_enabled(learn):
+            fa = f_avg.detach().requires_grad_(learn)
+            fm = f_max.detach().requires_grad_(learn)
+            leaves1 = [fa, fm] + [p.detach().requires_grad_(learn) for p in (alpha, beta, *fc)]
             m = (0.5 + leaves1[2]) * fa + (0.5 + leaves1[3]) * fm
             m = _fc_apply(m.permute(1, 2, 0), leaves1[4:]).permute(2, 0, 1)
-            kc = topk_mask(m, mod.k_channels, dim=2, temperature=mod.temperature)
-            kt = topk_mask(m, mod.k_steps, dim=0, temperature=mod.temperature)
-            imp = kc + kt - 2.0 * kc * kt
+            _, _, imp = _xor_masks(m, mod.k_channels, mod.k_steps, mod.temperature, authors)
         I = imp.detach()  # noqa: E741
         Iw = torch.stack((I, torch.ones_like(I)), 2)  # [T, B, 2, C]
         sums = xc.new_zeros(B, 2, HW)
@@ -281,6 +304,7 @@ class _ASAFused(torch.autograd.Function):
             ctx.save_for_backward(xc)
             ctx.small = (I, Iw, f_arg, arg, d, a_sd, leaves1, imp, st, wi_, ws_, a_i, a_s,
                          lam, n)
+            ctx.authors = authors
         return y
 
     @staticmethod
@@ -344,4 +368,6 @@ class _ASAFused(torch.autograd.Function):
         gx.view(T * B * C, HW).scatter_add_(1, f_arg.view(-1, 1), g_fm.reshape(-1, 1))
         gx.view(-1).index_add_(0, pos[0].reshape(-1), (g_max_i * If[tc[0]]).reshape(-1))
         gx.view(-1).index_add_(0, pos[1].reshape(-1), (g_max_s * (1.0 - If[tc[1]])).reshape(-1))
+        if ctx.authors:  # frozen: no gradient at all (not zeros, which weight decay would use)
+            return (None, gx, None, None, g_wi, g_ws, *([None] * len(g1[4:])))
         return (None, gx, g1[2], g1[3], g_wi, g_ws, *g1[4:])

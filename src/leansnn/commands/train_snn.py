@@ -64,7 +64,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise-hz", type=float, default=None,
                    help="background-noise events per pixel per second of the emulator "
                         "(default: the emulator's default)")
-    p.add_argument("--attention", default="none", choices=["asa", "none"])
+    p.add_argument("--attention", default="none", choices=["asa", "asa_authors", "none"],
+                   help="asa: ASA before each conv stage's LIF (per-sample masks, learnable "
+                        "alpha/beta/FC); asa_authors: the authors' code, for comparison only "
+                        "(batch-union masks, alpha/beta/FC frozen); none (default)")
+    p.add_argument("--lam", type=float, default=None,
+                   help="ASA's lambda in (0, 1): the fraction of channels and of steps in "
+                        "the top-k masks (default: the model's, 0.5)")
     p.add_argument("--width", type=int, default=None,
                    help="base channel width of the model (default: the model's, 64 for "
                         "lif_snn_a: ~5-10 s per batch of 32 on a 2-core CPU; the shipped "
@@ -150,7 +156,12 @@ def _build(args: argparse.Namespace, io: dict, T: int) -> tuple[Any, dict]:
     import leansnn as ls
 
     model_kw: dict[str, Any] = dict(T=T, **_data.model_kwargs(args.model, io),
-                                    attention=None if args.attention == "none" else "asa")
+                                    attention=None if args.attention == "none"
+                                    else args.attention)
+    if args.lam is not None:
+        if args.attention == "none":
+            raise ValueError("--lam sets ASA's lambda; it needs --attention asa or asa_authors")
+        model_kw["lam"] = args.lam
     if args.width is not None:
         model_kw["width"] = args.width
     if args.dropout is not None:

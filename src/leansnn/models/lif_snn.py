@@ -50,8 +50,9 @@ def paper_lif(decay: float = 0.3, threshold: float = 0.3, surrogate_a: float = 0
 
 def _check_common(T: int, attention: str | None, norm: str, input_size) -> tuple[int, int]:
     positive_int(T, "T")
-    if attention not in (None, "none", "asa"):
-        raise ValueError(f"attention must be 'asa' or None, got {attention!r}")
+    if attention not in (None, "none", "asa", "asa_authors"):
+        raise ValueError(f"attention must be 'asa', 'asa_authors' (the authors' code, for "
+                         f"comparison) or None, got {attention!r}")
     if norm not in ("bn", "none"):
         raise ValueError(f"norm must be 'bn' or 'none', got {norm!r}")
     return image_size(input_size, "input_size")
@@ -62,7 +63,9 @@ class _Builder:
 
     def __init__(self, T: int, attention: str | None, norm: str, lam: float,
                  neuron_kw: dict) -> None:
-        self.T, self.asa, self.norm, self.lam = T, attention == "asa", norm, lam
+        self.T, self.norm, self.lam = T, norm, lam
+        self.asa = attention in ("asa", "asa_authors")
+        self.behaviour = "authors" if attention == "asa_authors" else "fixed"
         self.neuron_kw = neuron_kw
 
     def conv_bn(self, cin: int, cout: int, k: int = 3, stride: int = 1) -> list[nn.Module]:
@@ -74,7 +77,8 @@ class _Builder:
         return layers
 
     def attention(self, channels: int) -> nn.Module | None:
-        return ASA(self.T, channels, lam=self.lam) if self.asa else None
+        return (ASA(self.T, channels, lam=self.lam, behaviour=self.behaviour) if self.asa
+                else None)
 
     def neuron(self) -> LIF:
         return paper_lif(**self.neuron_kw)
@@ -140,7 +144,9 @@ def lif_snn_a(
     """The paper's three-conv LIF-SNN (arch A); ``[T, B, C, H, W]`` or ``[B, C, H, W]`` ->
     ``[T, B, num_classes]`` spikes. ``width`` w gives channels (w, 2w, 2w); ``dropout``
     acts on the spikes entering each FC layer; ``norm="none"`` drops batch norm (convs get a
-    bias); ``decay``, ``threshold``, ``surrogate_a`` set every LIF."""
+    bias); ``decay``, ``threshold``, ``surrogate_a`` set every LIF. ``attention``: None,
+    ``"asa"`` (:class:`~leansnn.attention.ASA` with fraction ``lam``) or ``"asa_authors"``
+    (ASA as the authors' code behaves, for comparison: ``behaviour="authors"``)."""
     H, W = _check_common(T, attention, norm, input_size)
     _validate_width(width, dropout, num_classes, in_channels)
     b = _Builder(T, attention, norm, lam, dict(decay=decay, threshold=threshold,
