@@ -385,11 +385,21 @@ def _tail_graph(net: fx.GraphModule, nodes: list[fx.Node], tail: set[fx.Node],
     x_ph = tg.placeholder("x_folded")
     m_ph = [tg.placeholder(f"mean_{i}") for i in range(len(src_index))]
     uses_input = False
+    pooled: set[fx.Node] = set()
     for n in nodes:
         if n.op == "output":
             tg.output(fx.node.map_arg(n.args[0], lambda a: tenv[a]))
         elif n in src_index:
+            gap = _global_avg_pool_user(net, n)
+            if gap is not None:  # pool the train from the counts' histogram (no train)
+                user, keep = gap
+                mode = "spikes_gap_keepdim" if keep else "spikes_gap"
+                tenv[user] = tg.call_module(n.target, (m_ph[src_index[n]],), {"mode": mode})
+                pooled.add(user)
+                continue
             tenv[n] = tg.call_module(n.target, (m_ph[src_index[n]],), {"mode": "spikes"})
+        elif n in pooled:
+            continue
         elif n in tail:
             if n.op == "placeholder":
                 tenv[n] = x_ph
@@ -397,6 +407,35 @@ def _tail_graph(net: fx.GraphModule, nodes: list[fx.Node], tail: set[fx.Node],
             else:
                 tenv[n] = tg.node_copy(n, lambda a: tenv[a])
     return fx.GraphModule(net, tg, class_name="FastTail"), uses_input
+
+
+def _global_avg_pool_user(net: fx.GraphModule, n: fx.Node) -> tuple[fx.Node, bool] | None:
+    """``(user, keepdim)`` when the only user of the parallel neuron ``n`` is a global average
+    pool over the last two dims (``AdaptiveAvgPool2d(1)``, ``F.adaptive_avg_pool2d(x, 1)``,
+    ``x.mean((2, 3))`` / ``torch.mean(x, (-2, -1), keepdim=...)``), else None."""
+    from .neurons import ParallelIF
+
+    if not isinstance(net.get_submodule(n.target), ParallelIF) or len(n.users) != 1:
+        return None
+    (u,) = n.users
+    if not u.args or u.args[0] is not n:
+        return None
+    if u.op == "call_module":
+        m = net.get_submodule(u.target)
+        ok = type(m) is nn.AdaptiveAvgPool2d and m.output_size in (1, (1, 1))
+        return (u, True) if ok else None
+    if u.op == "call_function" and u.target is F.adaptive_avg_pool2d:
+        size = u.args[1] if len(u.args) > 1 else u.kwargs.get("output_size")
+        return (u, True) if size in (1, (1, 1), [1, 1]) and len(u.args) <= 2 else None
+    if (u.op == "call_method" and u.target == "mean") or (
+            u.op == "call_function" and u.target is torch.mean):
+        dims = u.args[1] if len(u.args) > 1 else u.kwargs.get("dim")
+        keep = u.args[2] if len(u.args) > 2 else u.kwargs.get("keepdim", False)
+        extra = set(u.kwargs) - {"dim", "keepdim"}
+        if isinstance(dims, (tuple, list)) and sorted(dims) in ([2, 3], [-2, -1]) and \
+                isinstance(keep, bool) and not extra and len(u.args) <= 3:
+            return u, keep
+    return None
 
 
 def close_mean(y: torch.Tensor, z: torch.Tensor, rounds: int = 6) -> torch.Tensor:

@@ -21,7 +21,8 @@ from ..neuron.functional import check_sequence
 
 __all__ = ["ParallelIF", "SerialIF"]
 
-_MODES = ("sequence", "folded", "mean", "mean_silent", "spikes")
+_MODES = ("sequence", "folded", "mean", "mean_silent", "spikes", "spikes_gap",
+          "spikes_gap_keepdim")
 
 
 def _as_buffer(value, name: str) -> torch.Tensor:
@@ -55,6 +56,11 @@ class ParallelIF(SpikingNeuron):
         ``"mean"`` time-mean ``[B, ...]`` -> time-mean output (rate times amplitude)
         ``[B, ...]``; ``"spikes"`` time-mean ``[B, ...]`` -> spike train ``[T*B, ...]``
         (folded) rebuilt from the counts. ``"mean_silent"`` is ``"mean"`` without notifying.
+        ``"spikes_gap"`` / ``"spikes_gap_keepdim"``: time-mean ``[B, C, H, W]`` -> the spike
+        train's global average pool ``[T*B, C]`` / ``[T*B, C, 1, 1]``, computed from a
+        histogram of the counts without building the train (the fast path's tail for
+        ``neuron -> global average pooling``; same values as pooling the train, up to float
+        rounding).
 
     Observed potential: ``u[k] = S + psi - (k-1)*theta`` for step ``k = 1..T`` — the window's
     charge (summed input plus shift) left after the ``k-1`` earlier steps' discharge; step ``k``
@@ -99,7 +105,32 @@ class ParallelIF(SpikingNeuron):
     def spike_train(self, n: torch.Tensor) -> torch.Tensor:
         """Spike train in {0, 1} ``[T, B, ...]`` with the first ``n`` steps firing."""
         steps = torch.arange(self.T, device=n.device, dtype=n.dtype)
-        return (steps.view(-1, *([1] * n.dim())) < n.unsqueeze(0)).to(n.dtype)
+        out = n.new_empty(self.T, *n.shape)
+        # written straight into a float tensor: ~10x faster than a bool mask cast afterwards
+        return torch.lt(steps.view(-1, *([1] * n.dim())), n.unsqueeze(0), out=out)
+
+    def _pooled_train(self, n: torch.Tensor) -> torch.Tensor:
+        """Global average pool of the spike train (times amplitude) ``[T, B, C]`` from the
+        counts ``n`` ``[B, C, H, W]``: step ``t`` of channel ``c`` is ``a_c`` times the share
+        of positions with ``n > t``. A histogram of the counts (``O(B C H W + B C T)``)
+        replaces the ``T B C H W`` train where the amplitude is one per channel; otherwise
+        the train is built and pooled."""
+        T, a = self.T, self._amp()
+        if n.dim() != 4:
+            raise ValueError(f"spikes_gap mode needs means [B, C, H, W], got {tuple(n.shape)}")
+        B, C, H, W = n.shape
+        a_map = torch.broadcast_to(a, (C, H, W))
+        if not torch.equal(a_map, a_map[:, :1, :1].expand_as(a_map)):
+            s = self.spike_train(n).mul_(a_map)
+            return s.mean((-2, -1))
+        # time-major histogram: hist[k, b*C + c] = #{positions with n == k}
+        idx = torch.nan_to_num(n, nan=0.0).reshape(B * C, H * W).t().long()
+        hist = n.new_zeros(T + 1, B * C).scatter_add_(0, idx, n.new_ones(()).expand(idx.shape))
+        below = hist[:T]
+        for t in range(1, T):  # cumulative sum over steps (torch.cumsum over dim 0 is slow)
+            below[t].add_(below[t - 1])
+        above = below.neg_().add_(H * W)  # above[t] = #{n > t}
+        return above.view(T, B, C).mul_(a_map[:, 0, 0]).div_(H * W)
 
     def potential(self, mean: torch.Tensor) -> torch.Tensor:
         """Observed potential ``u[k] = S + psi - (k-1) theta`` ``[T, B, ...]`` (see class)."""
@@ -146,6 +177,12 @@ class ParallelIF(SpikingNeuron):
                 self._notify(s, self.potential(x))
             out = self._scale(s)
             return out.reshape(-1, *out.shape[2:])
+        if mode in ("spikes_gap", "spikes_gap_keepdim"):
+            n = self.counts(x)
+            if self._observers:
+                self._notify(self.spike_train(n), self.potential(x))
+            out = self._pooled_train(n)
+            return out.reshape(-1, *out.shape[2:], *((1, 1) if mode.endswith("keepdim") else ()))
         raise ValueError(f"unknown mode {mode!r}; choose from {_MODES}")
 
     def to_config(self) -> dict:
