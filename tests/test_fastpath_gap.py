@@ -129,3 +129,36 @@ def test_observers_see_the_full_train_and_nan_rows_stay_nan():
 def test_gap_mode_refuses_other_ranks():
     with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
         ParallelIF(4, 1.0)(torch.rand(3, 5), mode="spikes_gap")
+
+
+class Branches(nn.Module):
+    """Inception-style end: parallel branches concatenated, then global average pooling;
+    ``mixed`` concatenates a non-spiking tensor too (then the trains must be built)."""
+
+    def __init__(self, mixed: bool = False, L: int = 4) -> None:
+        super().__init__()
+        self.c1, self.a1 = nn.Conv2d(3, 4, 1), ls.QCFS(L, 1.0)
+        self.c2, self.a2 = nn.Conv2d(3, 6, 3, padding=1), ls.QCFS(L, 2.0)
+        self.c3 = nn.Conv2d(3, 2, 1)
+        self.mixed = mixed
+        self.fc = nn.Linear(12 if mixed else 10, 3)
+
+    def forward(self, x):
+        parts = [self.a1(self.c1(x)), self.a2(self.c2(x))]
+        if self.mixed:
+            parts.append(self.c3(parts[0][:, :3]))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(torch.cat(parts, 1), 1), 1))
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_pool_of_concatenated_branches(mixed):
+    torch.manual_seed(2)
+    ann = Branches(mixed).eval()
+    snn = ls.convert(ann, T=4)
+    assert ("spikes_gap" in _tail_code(snn)) is not mixed
+    x = torch.rand(4, 3, 5, 5) * 2 - 0.5
+    with torch.no_grad():
+        torch.testing.assert_close(snn(x), snn(x, engine="simulate"), rtol=1e-5, atol=1e-5)
+        m, ref = snn(x).mean(0), ann(x)
+        off = m != ref
+        assert torch.equal(torch.nextafter(m[off], ref[off]), ref[off])

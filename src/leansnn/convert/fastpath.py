@@ -379,27 +379,34 @@ def _fast_graph(net: fx.GraphModule, nodes: list[fx.Node], neuron_set: set[fx.No
 
 def _tail_graph(net: fx.GraphModule, nodes: list[fx.Node], tail: set[fx.Node],
                 src_index: dict[fx.Node, int]) -> tuple[fx.GraphModule, bool]:
-    """Folded input + source means -> folded output; also whether it reads the input."""
+    """Folded input + source means -> folded output; also whether it reads the input.
+
+    Where the tail starts with a global average pool of source neurons (directly, or of
+    their concatenation along channels), the neurons emit the pooled train from a histogram
+    of their counts (``ParallelIF`` mode ``spikes_gap``) and the ``[T*B, C, H, W]`` trains
+    are never built: pooling commutes with the concatenation."""
     tg = fx.Graph()
     tenv: dict[fx.Node, fx.Node] = {}
     x_ph = tg.placeholder("x_folded")
     m_ph = [tg.placeholder(f"mean_{i}") for i in range(len(src_index))]
     uses_input = False
-    pooled: set[fx.Node] = set()
+    gaps = _gap_rewrites(net, tail, src_index)
+    pooled_src = {p: keep for parts, keep, _ in gaps.values() for p in parts}
+    skip = {c for _, _, c in gaps.values() if c is not None}
     for n in nodes:
         if n.op == "output":
             tg.output(fx.node.map_arg(n.args[0], lambda a: tenv[a]))
+        elif n in pooled_src:  # the pooled train [T*B, C(, 1, 1)], built without the train
+            mode = "spikes_gap_keepdim" if pooled_src[n] else "spikes_gap"
+            tenv[n] = tg.call_module(n.target, (m_ph[src_index[n]],), {"mode": mode})
         elif n in src_index:
-            gap = _global_avg_pool_user(net, n)
-            if gap is not None:  # pool the train from the counts' histogram (no train)
-                user, keep = gap
-                mode = "spikes_gap_keepdim" if keep else "spikes_gap"
-                tenv[user] = tg.call_module(n.target, (m_ph[src_index[n]],), {"mode": mode})
-                pooled.add(user)
-                continue
             tenv[n] = tg.call_module(n.target, (m_ph[src_index[n]],), {"mode": "spikes"})
-        elif n in pooled:
+        elif n in skip:
             continue
+        elif n in gaps:
+            parts, _, cat = gaps[n]
+            tenv[n] = (tg.call_function(torch.cat, ([tenv[p] for p in parts], 1)) if cat
+                       else tenv[parts[0]])
         elif n in tail:
             if n.op == "placeholder":
                 tenv[n] = x_ph
@@ -409,24 +416,51 @@ def _tail_graph(net: fx.GraphModule, nodes: list[fx.Node], tail: set[fx.Node],
     return fx.GraphModule(net, tg, class_name="FastTail"), uses_input
 
 
-def _global_avg_pool_user(net: fx.GraphModule, n: fx.Node) -> tuple[fx.Node, bool] | None:
-    """``(user, keepdim)`` when the only user of the parallel neuron ``n`` is a global average
-    pool over the last two dims (``AdaptiveAvgPool2d(1)``, ``F.adaptive_avg_pool2d(x, 1)``,
-    ``x.mean((2, 3))`` / ``torch.mean(x, (-2, -1), keepdim=...)``), else None."""
+def _gap_rewrites(net: fx.GraphModule, tail: set[fx.Node], src_index: dict[fx.Node, int]
+                  ) -> dict[fx.Node, tuple[list[fx.Node], bool, fx.Node | None]]:
+    """Global average pools of source neurons: ``{pool node: (neurons, keepdim, cat node or
+    None)}`` for a pool whose input is a parallel source neuron used only by it, or a
+    ``torch.cat(..., 1)`` used only by it of distinct such neurons used only by the cat."""
     from .neurons import ParallelIF
 
-    if not isinstance(net.get_submodule(n.target), ParallelIF) or len(n.users) != 1:
+    def only_for(n: fx.Node, user: fx.Node) -> bool:
+        return (n in src_index and set(n.users) == {user}
+                and isinstance(net.get_submodule(n.target), ParallelIF))
+
+    out = {}
+    for g in tail:
+        hit = _global_avg_pool(net, g)
+        if hit is None:
+            continue
+        inp, keep = hit
+        if only_for(inp, g):
+            out[g] = ([inp], keep, None)
+        elif (inp.op == "call_function" and inp.target is torch.cat and set(inp.users) == {g}
+              and _cat_dim(inp) == 1 and isinstance(inp.args[0], (list, tuple))):
+            parts = list(inp.args[0])
+            if parts and len(set(parts)) == len(parts) and all(only_for(p, inp) for p in parts):
+                out[g] = (parts, keep, inp)
+    return out
+
+
+def _cat_dim(n: fx.Node):
+    return n.args[1] if len(n.args) > 1 else n.kwargs.get("dim", 0)
+
+
+def _global_avg_pool(net: fx.GraphModule, u: fx.Node) -> tuple[fx.Node, bool] | None:
+    """``(input, keepdim)`` when ``u`` is a global average pool over the last two dims
+    (``AdaptiveAvgPool2d(1)``, ``F.adaptive_avg_pool2d(x, 1)``, ``x.mean((2, 3))`` /
+    ``torch.mean(x, (-2, -1), keepdim=...)``), else None."""
+    if not u.args or not isinstance(u.args[0], fx.Node):
         return None
-    (u,) = n.users
-    if not u.args or u.args[0] is not n:
-        return None
+    inp = u.args[0]
     if u.op == "call_module":
         m = net.get_submodule(u.target)
         ok = type(m) is nn.AdaptiveAvgPool2d and m.output_size in (1, (1, 1))
-        return (u, True) if ok else None
+        return (inp, True) if ok else None
     if u.op == "call_function" and u.target is F.adaptive_avg_pool2d:
         size = u.args[1] if len(u.args) > 1 else u.kwargs.get("output_size")
-        return (u, True) if size in (1, (1, 1), [1, 1]) and len(u.args) <= 2 else None
+        return (inp, True) if size in (1, (1, 1), [1, 1]) and len(u.args) <= 2 else None
     if (u.op == "call_method" and u.target == "mean") or (
             u.op == "call_function" and u.target is torch.mean):
         dims = u.args[1] if len(u.args) > 1 else u.kwargs.get("dim")
@@ -434,7 +468,7 @@ def _global_avg_pool_user(net: fx.GraphModule, n: fx.Node) -> tuple[fx.Node, boo
         extra = set(u.kwargs) - {"dim", "keepdim"}
         if isinstance(dims, (tuple, list)) and sorted(dims) in ([2, 3], [-2, -1]) and \
                 isinstance(keep, bool) and not extra and len(u.args) <= 3:
-            return u, keep
+            return inp, keep
     return None
 
 
