@@ -223,6 +223,25 @@ def sj_time(relu: nn.Module, calib: torch.Tensor, x: torch.Tensor, T: int, round
         return None, f"{type(e).__name__}: {str(e).splitlines()[0][:80]}"
 
 
+def unreachable(y: torch.Tensor, ref: torch.Tensor, span: int = 256) -> int:
+    """How many elements of ``y.mean(0)`` that differ from ``ref`` cannot equal it whatever
+    the last step's value within ``span`` ulps (the other steps as they are): there the
+    per-step values cancel, so the float sum is too coarse to hold the ANN's value."""
+    off = y.mean(0) != ref
+    if not bool(off.any()):
+        return 0
+    cols, z, T = y[:, off], ref[off], y.shape[0]
+    up = dn = cols[T - 1]
+    cands = [cols[T - 1]]
+    for _ in range(span):
+        up = torch.nextafter(up, torch.full_like(up, float("inf")))
+        dn = torch.nextafter(dn, torch.full_like(dn, float("-inf")))
+        cands += [up, dn]
+    trial = cols.unsqueeze(1).repeat(1, len(cands), 1)  # [T, candidates, elements]
+    trial[T - 1] = torch.stack(cands)
+    return int((~(trial.mean(0) == z).any(0)).sum())
+
+
 def run_arch(name: str, args, calib: torch.Tensor, x: torch.Tensor) -> tuple[list, dict]:
     torch.manual_seed(0)
     relu = realistic(ARCHS[name](), calib)
@@ -242,6 +261,7 @@ def run_arch(name: str, args, calib: torch.Tensor, x: torch.Tensor) -> tuple[lis
         y4 = snns[4](x)
         res["bit_identical"] = bool(torch.equal(y4.mean(0), ref))
         res["off_elems"] = int((y4.mean(0) != ref).sum())
+        res["unreachable"] = unreachable(y4, ref)
         sim = snns[4](x, engine="simulate").mean(0)
         res["sim_dev"] = float((sim - ref).abs().max())
         s64 = ls.convert(copy.deepcopy(qann).double(), T=4)
@@ -257,7 +277,8 @@ def run_arch(name: str, args, calib: torch.Tensor, x: torch.Tensor) -> tuple[lis
         None, "skipped")
     ratios = [f"{times[f'snn{T}'] / times['ann']:.2f}x" for T in args.T]
     row = [name, "exact" if ok else "no: " + reasons[0][:60],
-           "yes" if res["bit_identical"] else f"no ({res['off_elems']} of {ref.numel()})",
+           "yes" if res["bit_identical"] else (
+               f"no ({res['off_elems']} of {ref.numel()}, {res['unreachable']} unreachable)"),
            f"{res['sim_dev']:.1e}", f"{res['sim64_dev']:.0e}", f"{1e3 * times['ann']:.1f}",
            *ratios, " / ".join(f"{100 * res['T'][T]:.0f}" for T in args.T),
            f"{1e3 * sim_t:.0f} ms",

@@ -132,11 +132,12 @@ def minutes_per_epoch(a: argparse.Namespace, run: Run) -> float:
     """Estimated minutes per epoch: the mean over finished epochs of this kind of run (same
     variant and width), else the rough costs measured for width 8 with one thread each."""
     secs = []
-    for p in Path(a.runs).glob(f"w{run.width}_{run.variant}*/model.lsnn.train.metrics.csv"):
+    for p in Path(a.runs).glob(f"w{run.width}_{run.variant}_*/model.metrics.csv"):
         import csv
 
         with open(p, newline="") as f:
-            secs += [float(r["seconds"]) for r in csv.DictReader(f) if r.get("seconds")]
+            secs += [float(r["seconds"]) + float(r.get("test_seconds") or 0)
+                     for r in csv.DictReader(f) if r.get("seconds")]
     if secs:
         return statistics.fmean(secs) / 60
     base = {"none": 5.0, "asa": 7.5, "asa_authors": 8.0}[run.variant]
