@@ -57,7 +57,7 @@ def test_every_global_average_pool_uses_histogram_and_matches_simulation(pool, T
     x = torch.rand(5, 3, 6, 6) * 3 - 1
     snn = ls.convert(ann, T=T)
     assert snn.fast_path_status() == (True, [])
-    assert "spikes_gap" in _tail_code(snn)
+    assert "pooled_train" in _tail_code(snn)
     with torch.no_grad():
         y = snn(x)
         sim = snn(x, engine="simulate")
@@ -80,7 +80,7 @@ def test_second_user_keeps_the_train():
     torch.manual_seed(0)
     ann = Head("module", second_user=True).eval()
     snn = ls.convert(ann, T=4)
-    assert "spikes_gap" not in _tail_code(snn)
+    assert "pooled_train" not in _tail_code(snn)
     x = torch.rand(3, 3, 6, 6)
     with torch.no_grad():
         torch.testing.assert_close(snn(x), snn(x, engine="simulate"), rtol=1e-5, atol=1e-5)
@@ -155,10 +155,38 @@ def test_pool_of_concatenated_branches(mixed):
     torch.manual_seed(2)
     ann = Branches(mixed).eval()
     snn = ls.convert(ann, T=4)
-    assert ("spikes_gap" in _tail_code(snn)) is not mixed
+    assert ("pooled_train" in _tail_code(snn)) is not mixed
     x = torch.rand(4, 3, 5, 5) * 2 - 0.5
     with torch.no_grad():
         torch.testing.assert_close(snn(x), snn(x, engine="simulate"), rtol=1e-5, atol=1e-5)
         m, ref = snn(x).mean(0), ann(x)
         off = m != ref
         assert torch.equal(torch.nextafter(m[off], ref[off]), ref[off])
+
+
+class Volume(nn.Module):
+    """5-D activations: ``mean((2, 3))`` pools depth and height here, not the last two dims,
+    and ``mean((-2, -1))`` pools height and width of a 5-D map: both build the train."""
+
+    def __init__(self, dims) -> None:
+        super().__init__()
+        self.c, self.a = nn.Conv3d(2, 4, 3, padding=1), ls.QCFS(4, 1.0)
+        self.dims = dims
+        self.fc = nn.LazyLinear(3)
+
+    def forward(self, x):
+        return self.fc(self.a(self.c(x)).mean(self.dims).flatten(1))
+
+
+@pytest.mark.parametrize("dims", [(2, 3), (-2, -1)])
+def test_other_ranks_fall_back_to_the_train(dims):
+    torch.manual_seed(3)
+    ann = Volume(dims)
+    x = torch.rand(3, 2, 4, 5, 6)
+    ann(x)
+    ann.eval()
+    snn = ls.convert(ann, T=4)
+    with torch.no_grad():
+        y = snn(x)
+        torch.testing.assert_close(y, snn(x, engine="simulate"), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(y.mean(0), ann(x), rtol=1e-5, atol=1e-5)

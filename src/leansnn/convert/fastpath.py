@@ -57,7 +57,7 @@ from torch import fx, nn
 
 from ..neuron import SpikingNeuron
 
-__all__ = ["FastPlan", "build_plan", "is_affine", "fl_tags", "close_mean"]
+__all__ = ["FastPlan", "build_plan", "is_affine", "fl_tags", "close_mean", "pooled_train"]
 
 _AFFINE_MODULES: tuple[type, ...] = (
     nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
@@ -391,14 +391,15 @@ def _tail_graph(net: fx.GraphModule, nodes: list[fx.Node], tail: set[fx.Node],
     m_ph = [tg.placeholder(f"mean_{i}") for i in range(len(src_index))]
     uses_input = False
     gaps = _gap_rewrites(net, tail, src_index)
-    pooled_src = {p: keep for parts, keep, _ in gaps.values() for p in parts}
+    pooled_src = {p: (keep, dims) for parts, (keep, dims), _ in gaps.values() for p in parts}
     skip = {c for _, _, c in gaps.values() if c is not None}
     for n in nodes:
         if n.op == "output":
             tg.output(fx.node.map_arg(n.args[0], lambda a: tenv[a]))
         elif n in pooled_src:  # the pooled train [T*B, C(, 1, 1)], built without the train
-            mode = "spikes_gap_keepdim" if pooled_src[n] else "spikes_gap"
-            tenv[n] = tg.call_module(n.target, (m_ph[src_index[n]],), {"mode": mode})
+            keep, dims = pooled_src[n]
+            tenv[n] = tg.call_function(pooled_train, (tg.get_attr(n.target),
+                                                      m_ph[src_index[n]], keep, dims))
         elif n in src_index:
             tenv[n] = tg.call_module(n.target, (m_ph[src_index[n]],), {"mode": "spikes"})
         elif n in skip:
@@ -416,11 +417,25 @@ def _tail_graph(net: fx.GraphModule, nodes: list[fx.Node], tail: set[fx.Node],
     return fx.GraphModule(net, tg, class_name="FastTail"), uses_input
 
 
+def pooled_train(neuron: nn.Module, mean: torch.Tensor, keepdim: bool,
+                 dims: tuple[int, ...] | None) -> torch.Tensor:
+    """The fast path's tail for ``neuron -> global average pool``: the pooled spike train
+    ``[T*B, C]`` (``[T*B, C, 1, 1]`` with ``keepdim``) from the neuron's time-mean input
+    ``[B, C, H, W]`` without building the train (``ParallelIF`` mode ``spikes_gap``). Other
+    ranks, or ``dims`` (of a ``mean``) that are not the last two, build the train and pool
+    it as the network does (``dims`` None: ``adaptive_avg_pool2d(., 1)``)."""
+    if mean.dim() == 4 and (dims is None or sorted(d % 4 for d in dims) == [2, 3]):
+        return neuron(mean, mode="spikes_gap_keepdim" if keepdim else "spikes_gap")
+    s = neuron(mean, mode="spikes")
+    return F.adaptive_avg_pool2d(s, 1) if dims is None else s.mean(dims, keepdim=keepdim)
+
+
 def _gap_rewrites(net: fx.GraphModule, tail: set[fx.Node], src_index: dict[fx.Node, int]
-                  ) -> dict[fx.Node, tuple[list[fx.Node], bool, fx.Node | None]]:
-    """Global average pools of source neurons: ``{pool node: (neurons, keepdim, cat node or
-    None)}`` for a pool whose input is a parallel source neuron used only by it, or a
-    ``torch.cat(..., 1)`` used only by it of distinct such neurons used only by the cat."""
+                  ) -> dict[fx.Node, tuple[list[fx.Node], tuple, fx.Node | None]]:
+    """Global average pools of source neurons: ``{pool node: (neurons, (keepdim, dims),
+    cat node or None)}`` for a pool whose input is a parallel source neuron used only by
+    it, or a ``torch.cat(..., 1)`` used only by it of distinct such neurons used only by
+    the cat."""
     from .neurons import ParallelIF
 
     def only_for(n: fx.Node, user: fx.Node) -> bool:
@@ -432,7 +447,7 @@ def _gap_rewrites(net: fx.GraphModule, tail: set[fx.Node], src_index: dict[fx.No
         hit = _global_avg_pool(net, g)
         if hit is None:
             continue
-        inp, keep = hit
+        inp, keep = hit[0], hit[1:]
         if only_for(inp, g):
             out[g] = ([inp], keep, None)
         elif (inp.op == "call_function" and inp.target is torch.cat and set(inp.users) == {g}
@@ -447,20 +462,21 @@ def _cat_dim(n: fx.Node):
     return n.args[1] if len(n.args) > 1 else n.kwargs.get("dim", 0)
 
 
-def _global_avg_pool(net: fx.GraphModule, u: fx.Node) -> tuple[fx.Node, bool] | None:
-    """``(input, keepdim)`` when ``u`` is a global average pool over the last two dims
-    (``AdaptiveAvgPool2d(1)``, ``F.adaptive_avg_pool2d(x, 1)``, ``x.mean((2, 3))`` /
-    ``torch.mean(x, (-2, -1), keepdim=...)``), else None."""
+def _global_avg_pool(net: fx.GraphModule, u: fx.Node) -> tuple[fx.Node, bool, tuple | None
+                                                               ] | None:
+    """``(input, keepdim, dims)`` when ``u`` is a global average pool (``AdaptiveAvgPool2d(1)``,
+    ``F.adaptive_avg_pool2d(x, 1)``: dims None; ``x.mean((2, 3))`` /
+    ``torch.mean(x, (-2, -1), keepdim=...)``: those dims), else None."""
     if not u.args or not isinstance(u.args[0], fx.Node):
         return None
     inp = u.args[0]
     if u.op == "call_module":
         m = net.get_submodule(u.target)
         ok = type(m) is nn.AdaptiveAvgPool2d and m.output_size in (1, (1, 1))
-        return (inp, True) if ok else None
+        return (inp, True, None) if ok else None
     if u.op == "call_function" and u.target is F.adaptive_avg_pool2d:
         size = u.args[1] if len(u.args) > 1 else u.kwargs.get("output_size")
-        return (inp, True) if size in (1, (1, 1), [1, 1]) and len(u.args) <= 2 else None
+        return (inp, True, None) if size in (1, (1, 1), [1, 1]) and len(u.args) <= 2 else None
     if (u.op == "call_method" and u.target == "mean") or (
             u.op == "call_function" and u.target is torch.mean):
         dims = u.args[1] if len(u.args) > 1 else u.kwargs.get("dim")
@@ -468,7 +484,7 @@ def _global_avg_pool(net: fx.GraphModule, u: fx.Node) -> tuple[fx.Node, bool] | 
         extra = set(u.kwargs) - {"dim", "keepdim"}
         if isinstance(dims, (tuple, list)) and sorted(dims) in ([2, 3], [-2, -1]) and \
                 isinstance(keep, bool) and not extra and len(u.args) <= 3:
-            return inp, keep
+            return inp, keep, tuple(dims)
     return None
 
 
