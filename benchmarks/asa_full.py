@@ -407,7 +407,7 @@ def _best_pair(a: argparse.Namespace, done: dict[Run, dict]) -> str:
             f"{base.name}/model.lsnn {best.name}/model.lsnn --labels LIF-SNN LIF-SNN+ASA`).")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", default=str(ROOT / "runs" / "asa_full"),
                    help="folder of the runs (checkpoints; large, not committed)")
@@ -439,6 +439,11 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.budget < 0 or a.jobs < 1 or a.threads < 1 or a.epochs < 1:
         raise SystemExit("--budget must be >= 0 and --jobs, --threads, --epochs >= 1")
+    return a
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
     plan = make_plan(a)
     print(f"plan: {len(plan)} runs of {a.epochs} epochs in {a.runs}")
     if a.report:
