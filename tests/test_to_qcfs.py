@@ -62,6 +62,26 @@ def test_refuses_silu_and_hardswish_by_name():
             ls.conversion.to_qcfs(nn.Sequential(nn.Conv2d(3, 4, 3), bad), 4)
 
 
+class SqueezeExcite(nn.Module):
+    """MobileNet-V3 style: Hardswish plus a gate (a product convert would refuse)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c, self.act = nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()
+        self.fc1, self.fc2 = nn.Conv2d(8, 4, 1), nn.Conv2d(4, 8, 1)
+        self.hs = nn.Hardswish()
+
+    def forward(self, x):
+        h = self.act(self.c(x))
+        g = torch.sigmoid(self.fc2(self.act(self.fc1(h.mean((2, 3), keepdim=True)))))
+        return self.hs(h * g).mean((1, 2, 3))
+
+
+def test_refusal_also_names_products():
+    with pytest.raises(ConversionError, match=r"(?s)Hardswish.*1 product.*allow_products"):
+        ls.conversion.to_qcfs(SqueezeExcite(), 4)
+
+
 def test_saves_and_loads_as_qcfs_of(tmp_path):
     relu = ls.models.create("small_cnn", activation="relu")
     q = ls.conversion.to_qcfs(relu, 4, calib_data=torch.rand(16, 1, 28, 28))

@@ -493,8 +493,10 @@ def close_mean(y: torch.Tensor, z: torch.Tensor, rounds: int = 6) -> torch.Tenso
     moving only the last step's value by the float rounding that separates the per-step sum
     from the rate-domain value ``z`` (a few ulp of ``z``; ``y`` and ``z`` agree exactly in
     real arithmetic). Exact whenever floats allow it (always for ``T`` a power of two, since
-    then ``mean = sum / T`` divides exactly); elsewhere within one ulp. Non-finite ``z``
-    (NaN input) is copied to every step; infinite ``z`` is left alone."""
+    then ``mean = sum / T`` divides exactly) unless the steps cancel: when the per-step values
+    are much larger than their mean, the sum's grid (the ulp of the partial sums) is coarser
+    than ``z``'s and the mean stays a few ulp of ``z`` off (no last-step value can close it).
+    Non-finite ``z`` (NaN input) is copied to every step; infinite ``z`` is left alone."""
     T = y.shape[0]
     nan = torch.isnan(z)
     if bool(nan.any()):

@@ -38,6 +38,7 @@ from .converter import (
     ActivationSite,
     ConversionError,
     find_activation_sites,
+    find_products,
     keep_inplace_semantics,
     replace_sites,
     site_input,
@@ -124,10 +125,15 @@ def to_qcfs(model: nn.Module, levels: int = 4, calib_data: Any = None, *,
     gm = trace(copy.deepcopy(model), tuple(leaf_modules))
     sites, problems = find_activation_sites(gm)
     if problems:
+        products = find_products(gm, sites)
+        also = ("" if not products else
+                f"\nAlso: {len(products)} product(s) of two activation-dependent signals "
+                "(gating, squeeze-excitation), which ls.convert refuses unless "
+                "allow_products=True (then approximate):\n  - " + "\n  - ".join(products))
         raise ConversionError(
             f"to_qcfs({type(model).__name__}): {len(problems)} activation(s) have no QCFS "
             "equivalent:\n  - " + "\n  - ".join(problems) + "\nReplace them by ReLU / ReLU6 "
-            "and retrain, or keep them out of the network you convert.")
+            "and retrain, or keep them out of the network you convert." + also)
     keep_inplace_semantics(gm, sites)
     th = _thresholds(gm, sites, calib_data, percentile, max_batches, default_threshold)
     acts = {}
