@@ -296,7 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--archs", nargs="+", default=list(ARCHS))
     p.add_argument("--no-sj", dest="sj", action="store_false")
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     calib = torch.rand(64, 3, 32, 32) * 2 - 1
     x = torch.rand(args.batch, 3, 32, 32) * 2 - 1
@@ -309,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
                f"SpikingJelly T={max(args.T)} (its time / ours)"]
     md = ("## Conversion of standard architectures (fast path, bit identity, SpikingJelly)\n\n"
           f"`nice -n 10 .venv/bin/python benchmarks/architectures.py --batch {args.batch} "
-          f"--rounds {args.rounds}` — {machine_line()}. Random weights, BN statistics of "
+          f"--rounds {args.rounds}" + (f" --threads {args.threads}" if args.threads else "")
+          + f"` — {machine_line()}. Random weights, BN statistics of "
           "random images, ReLU nets made QCFS (L = 4) by `ls.conversion.to_qcfs` calibrated "
           f"on 64 random images; batch {args.batch} of 3x32x32; times are medians of "
           "interleaved rounds; agreement = argmax of `y.mean(0)` vs the QCFS ANN.\n\n"
