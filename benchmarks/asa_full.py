@@ -249,7 +249,7 @@ def _ms(v: list[float], fmt: str = "{:.2f}", scale: float = 1.0) -> str:
     m = statistics.fmean(v) * scale
     if len(v) == 1:
         return fmt.format(m)
-    return f"{fmt.format(m)} ± {fmt.format(statistics.stdev(v) * scale)}"
+    return f"{fmt.format(m)} ± {fmt.replace('+', '').format(statistics.stdev(v) * scale)}"
 
 
 def collect(a: argparse.Namespace, plan: list[Run]) -> dict[Run, dict]:
