@@ -318,9 +318,10 @@ def report(a: argparse.Namespace, plan: list[Run]) -> str:
     parts.append(_curve_table(done, groups))
     curve = _plot_curves(done)
     best = _best_pair(a, done)
+    plan = " ".join(a.plan)
     cmd = ("nice -n 10 .venv/bin/python benchmarks/asa_full.py --runs RUNS "
-           f"--epochs {a.epochs} --budget MINUTES  # repeat until --status shows nothing "
-           "left; then --report")
+           f"--plan {plan} --epochs {a.epochs} --budget MINUTES`, repeated until `--status` "
+           f"shows nothing left, then `... --plan {plan} --report --note TEXT")
     import torch
 
     before = torch.get_num_threads()

@@ -276,7 +276,7 @@ def next_hints(args: argparse.Namespace, pre: Path, report: dict | None) -> list
         "   # ~1 min",
         "leansnn train-snn --attention asa --width 8 --noise-hz 5 --epochs 2 --train-images 1000 "
         f"--test-images 500 --out my_asa.lsnn{root}   # ~3 min; the shipped models: width 8, "
-        "6 epochs, 3000 images (pretrained/README.md)",
+        "4 epochs, all 60,000 recordings (pretrained/README.md)",
         f"leansnn export {q(pre / 'lif_snn_a_none_seed0.lsnn')} --format nir --out lif.nir",
         "leansnn COMMAND --help  (every option with its default)",
     ]
