@@ -158,6 +158,21 @@ def test_bad_input_shape():
         asa(torch.randn(4, 6, 5, 5))
 
 
+def _both_impls(asa: ASA, x: torch.Tensor, gy: torch.Tensor) -> dict:
+    """``{impl: (y, dL/dx, {name: dL/dparam or None})}`` for the reference and fused paths."""
+    res = {}
+    for impl in ("reference", "fused"):
+        asa.impl = impl
+        asa.zero_grad()
+        x.grad = None
+        y = asa(x)
+        y.backward(gy)
+        res[impl] = (y.detach(), x.grad.clone(),
+                     {k: None if v.grad is None else v.grad.clone()
+                      for k, v in asa.named_parameters()})
+    return res
+
+
 @pytest.mark.parametrize("r,lam,C,shape", [(1, 0.5, 6, (5, 4)), (2, 0.25, 8, (3, 3)),
                                            (4, 0.75, 5, (4, 6)), (1, 0.125, 8, (2, 2))])
 def test_fused_matches_reference_values_and_gradients(r, lam, C, shape):
@@ -170,15 +185,7 @@ def test_fused_matches_reference_values_and_gradients(r, lam, C, shape):
     # shifted inputs: every group maximum is a unique positive value (no ties)
     x = (torch.randn(T, 3, C, *shape, dtype=torch.float64) + 2).requires_grad_()
     gy = torch.randn(T, 3, C, *shape, dtype=torch.float64)
-    res = {}
-    for impl in ("reference", "fused"):
-        asa.impl = impl
-        asa.zero_grad()
-        x.grad = None
-        y = asa(x)
-        y.backward(gy)
-        res[impl] = (y.detach(), x.grad.clone(),
-                     {k: v.grad.clone() for k, v in asa.named_parameters()})
+    res = _both_impls(asa, x, gy)
     (y0, gx0, g0), (y1, gx1, g1) = res["reference"], res["fused"]
     torch.testing.assert_close(y1, y0, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(gx1, gx0, rtol=1e-10, atol=1e-10)
@@ -245,15 +252,10 @@ def test_authors_fused_matches_reference():
     asa = ASA(T=8, channels=6, lam=0.25, behaviour="authors").double()
     x = (torch.randn(8, 3, 6, 4, 5, dtype=torch.float64) + 2).requires_grad_()
     gy = torch.randn_like(x)
-    res = {}
-    for impl in ("reference", "fused"):
-        asa.impl = impl
-        asa.zero_grad()
-        x.grad = None
-        y = asa(x)
-        y.backward(gy)
-        res[impl] = (y.detach(), x.grad.clone(), asa.conv_important.weight.grad.clone())
-    for a, b in zip(res["reference"], res["fused"]):
+    res = _both_impls(asa, x, gy)
+    (y0, gx0, g0), (y1, gx1, g1) = res["reference"], res["fused"]
+    for a, b in ((y0, y1), (gx0, gx1), (g0["conv_important.weight"],
+                                        g1["conv_important.weight"])):
         torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
 
 
