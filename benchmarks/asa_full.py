@@ -277,9 +277,9 @@ def _row(run_or_label, rs: list[dict]) -> list[str]:
     layers = list(rs[0]["metrics"]["monitor"]["layers"])
     rates = " / ".join(_ms([r["metrics"]["monitor"]["layers"][k]["rate"] for r in rs],
                            "{:.3f}") for k in layers)
-    best = [max(h["test_accuracy"] for h in r["report"]["history"]) for r in rs]
+    per_seed = " / ".join(f"{100 * a:.2f}" for a in acc)
     secs = [statistics.fmean(h["seconds"] for h in r["report"]["history"]) / 60 for r in rs]
-    return [run_or_label, str(len(rs)), _ms(acc, scale=100), _ms(best, scale=100),
+    return [run_or_label, str(len(rs)), _ms(acc, scale=100), per_seed,
             _ms(nas, "{:.4f}"), rates, _ms(sops, "{:.2f}", 1e-6), _ms(en, "{:.2f}", 1e-6),
             _ms(secs, "{:.1f}")]
 
@@ -294,7 +294,7 @@ def report(a: argparse.Namespace, plan: list[Run]) -> str:
     layer_names = list(next(iter(done.values()))["metrics"]["monitor"]["layers"])
     rows = [_row(f"{groups[k][0].label}, width {k[0]}", [done[r] for r in groups[k]])
             for k in sorted(groups, key=lambda k: (k[0], k[1] != "none", k[1], k[2]))]
-    head = ["network", "seeds", "test acc. (%)", "best epoch acc. (%)", "NASFR",
+    head = ["network", "seeds", "test acc. (%)", "per seed (%)", "NASFR",
             "layer rates (" + ", ".join(layer_names) + ")", "SOPs (M / input)",
             "energy (µJ / input)", "min / epoch"]
     parts = [md_table(head, rows)]
@@ -367,22 +367,25 @@ def _curve_table(done: dict[Run, dict], groups: dict[tuple, list[Run]]) -> str:
 
 def _paired_summary(done: dict[Run, dict]) -> str:
     lines = []
-    for variant in ("asa", "asa_authors"):
-        for width in sorted({r.width for r in done}):
-            pairs = [(done[r]["metrics"], done[Run("none", width, r.seed)]["metrics"])
-                     for r in done if r.variant == variant and r.width == width
-                     and r.lam == 0.5 and Run("none", width, r.seed) in done]
-            if not pairs:
-                continue
-            da = [100 * (m["accuracy"] - b["accuracy"]) for m, b in pairs]
-            dn = [100 * (m["monitor"]["nasfr"] / b["monitor"]["nasfr"] - 1) for m, b in pairs]
-            base_sd = [100 * b["accuracy"] for _, b in pairs]
-            spread = f"{statistics.stdev(base_sd):.2f}" if len(base_sd) > 1 else "n/a"
-            wins = sum(d > 0 for d in da)
-            lines.append(f"- {VARIANT_LABEL[variant]}, width {width}, {len(pairs)} paired "
-                         f"seed(s): accuracy {_ms(da, '{:+.2f}')} points (higher on {wins} of "
-                         f"{len(pairs)} seeds), NASFR {_ms(dn, '{:+.1f}')} % (the baseline's "
-                         f"seed-to-seed standard deviation of accuracy: {spread} points).")
+    keys = sorted({(r.variant, r.width, r.lam) for r in done if r.variant != "none"},
+                  key=lambda k: (k[1], k[0], k[2] != 0.5, k[2]))
+    for variant, width, lam in keys:
+        pairs = [(done[r]["metrics"], done[Run("none", width, r.seed)]["metrics"])
+                 for r in sorted(done, key=lambda r: r.seed)
+                 if (r.variant, r.width, r.lam) == (variant, width, lam)
+                 and Run("none", width, r.seed) in done]
+        if not pairs:
+            continue
+        label = VARIANT_LABEL[variant] + ("" if lam == 0.5 else f", λ = {lam:g}")
+        da = [100 * (m["accuracy"] - b["accuracy"]) for m, b in pairs]
+        dn = [100 * (m["monitor"]["nasfr"] / b["monitor"]["nasfr"] - 1) for m, b in pairs]
+        base_sd = [100 * b["accuracy"] for _, b in pairs]
+        spread = f"{statistics.stdev(base_sd):.2f}" if len(base_sd) > 1 else "n/a"
+        wins = sum(d > 0 for d in da)
+        lines.append(f"- {label}, width {width}, {len(pairs)} paired "
+                     f"seed(s): accuracy {_ms(da, '{:+.2f}')} points (higher on {wins} of "
+                     f"{len(pairs)} seeds), NASFR {_ms(dn, '{:+.1f}')} % (the baseline's "
+                     f"seed-to-seed standard deviation of accuracy: {spread} points).")
     return "\n".join(lines)
 
 

@@ -53,7 +53,8 @@ def test_commands_parse_with_the_cli(script, tmp_path):
 
 
 def test_state_and_report_from_finished_runs(script, tmp_path, monkeypatch):
-    a = _args(script, tmp_path, "--plan", "main", "--seeds", "0", "1", "--epochs", "2")
+    a = _args(script, tmp_path, "--plan", "main", "lam", "--seeds", "0", "1",
+              "--ablation-seeds", "0", "--epochs", "2")
     plan = script.make_plan(a)
     assert all(script.state(a, r) == ("todo", 0) for r in plan)
     layers = ["lif1", "lif2", "lif_out"]
@@ -76,8 +77,12 @@ def test_state_and_report_from_finished_runs(script, tmp_path, monkeypatch):
     (tmp_path / "benchmarks" / "results").mkdir(parents=True)
     a.analyze_best = False
     md = script.report(a, plan)
-    assert "| LIF-SNN, width 8 | 2 | 81.00 ± 1.41 |" in md
-    assert "| LIF-SNN + ASA, width 8 | 2 | 82.00 ± 1.41 |" in md
+    assert "| LIF-SNN, width 8 | 2 | 81.00 ± 1.41 | 80.00 / 82.00 |" in md
+    assert "| LIF-SNN + ASA, width 8 | 2 | 82.00 ± 1.41 | 81.00 / 83.00 |" in md
+    assert "| LIF-SNN + ASA, λ = 0.75, width 8 | 1 | 85.00 | 85.00 |" in md
+    # every variant gets a paired line against the baseline of its seed, λ sweeps included
+    assert "- LIF-SNN + ASA, width 8, 2 paired seed(s): accuracy +1.00 ± 0.00 points" in md
+    assert "- LIF-SNN + ASA, λ = 0.25, width 8, 1 paired seed(s): accuracy +4.00 points" in md
     # paired: ASA seed s minus baseline seed s = +1 point, NASFR -50 %
     assert "| LIF-SNN + ASA, width 8 | 0 | +1.00 | -50.0 | +0.0 |" in md
     assert (tmp_path / "results" / "w8_asa_s1" / "metrics.json").exists()
