@@ -40,7 +40,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..base.batching import check_limit, iter_batches, num_batches
+from ..base.batching import Batch, check_limit, iter_batches, num_batches
+from ..neuron import SpikingNeuron
 
 __all__ = [
     "energy", "OpCounter", "fanout_map", "is_binary", "is_event_counts", "spike_units",
@@ -56,10 +57,27 @@ def _channel_amp(x: torch.Tensor, channel_dim: int) -> torch.Tensor:
     return amp
 
 
-def is_binary(x: torch.Tensor, channel_dim: int) -> bool:
+def _constant_channels(x: torch.Tensor, channel_dim: int) -> bool:
+    """True if every channel of ``x`` holds one value only (e.g. a linear layer's input of
+    one sample repeated over ``T`` steps): its values then say nothing about whether the
+    channel switches between 0 and a spike amplitude."""
+    dims = tuple(d for d in range(x.dim()) if d != channel_dim)
+    if not dims:
+        return True
+    return bool((x.amax(dim=dims) == x.amin(dim=dims)).all())
+
+
+def is_binary(x: torch.Tensor, channel_dim: int,
+              amplitudes: torch.Tensor | None = None) -> bool:
     """True if every non-zero value of ``x`` equals the largest value of its channel
     (spikes of one amplitude per channel: 0/1, 0/θ or 0/θ_c) and none is negative.
-    Needs one boolean temporary the size of ``x``."""
+
+    When every channel holds a single value (no channel shows both 0 and its amplitude, as
+    for the flattened input of one sample repeated over ``T`` steps), any tensor would pass
+    that test; it then counts as spikes only if its non-zero values are one amplitude shared
+    by all channels or each one of the known spike ``amplitudes`` (the model's neurons'),
+    so the verdict does not depend on the batch size. Needs one boolean temporary the size
+    of ``x``."""
     if x.numel() == 0:
         return True
     x = x.detach()
@@ -69,7 +87,16 @@ def is_binary(x: torch.Tensor, channel_dim: int) -> bool:
     nonzero = torch.count_nonzero(x)
     amp_pos = torch.where(amp > 0, amp, torch.full_like(amp, math.nan))  # NaN never equal
     at_amp = torch.count_nonzero(x == amp_pos)
-    return bool(nonzero == at_amp)
+    if not bool(nonzero == at_amp):
+        return False
+    if int(nonzero) == 0 or not _constant_channels(x, channel_dim):
+        return True
+    values = amp[amp > 0]
+    if bool((values == values[0]).all()):
+        return True
+    if amplitudes is None or amplitudes.numel() == 0:
+        return False
+    return bool(torch.isin(values, amplitudes.to(values.device, values.dtype)).all())
 
 
 def is_event_counts(x: torch.Tensor) -> bool:
@@ -82,7 +109,8 @@ def is_event_counts(x: torch.Tensor) -> bool:
 MAX_MULTIPLICITY = 64
 
 
-def spike_units(x: torch.Tensor, channel_dim: int) -> tuple[str, torch.Tensor | None]:
+def spike_units(x: torch.Tensor, channel_dim: int, amplitudes: torch.Tensor | None = None
+                ) -> tuple[str, torch.Tensor | None]:
     """Classify a layer input; return ``(kind, unit)`` with ``unit`` the value of one spike
     per channel (broadcastable against ``x``), or ``None`` for analog input.
 
@@ -94,9 +122,13 @@ def spike_units(x: torch.Tensor, channel_dim: int) -> tuple[str, torch.Tensor | 
       pooling window. Pooling folds into the next layer's weights, so each of those spikes
       costs one accumulate per target;
     * ``"analog"``: anything else (images, currents): dense MACs.
+
+    ``amplitudes``: the spike amplitudes of the model's neurons (see :func:`is_binary`). A
+    tensor whose every channel holds one value (one sample repeated over ``T``) is not
+    tested for per-channel units: any such tensor would pass.
     """
     x = x.detach()
-    if is_binary(x, channel_dim):
+    if is_binary(x, channel_dim, amplitudes):
         return "spikes", _channel_amp(x, channel_dim)
     if bool((x < 0).any()):
         return "analog", None
@@ -106,7 +138,9 @@ def spike_units(x: torch.Tensor, channel_dim: int) -> tuple[str, torch.Tensor | 
     dims = tuple(d for d in range(x.dim()) if d != channel_dim)
     # one unit for the whole tensor (a window somewhere holding a single spike), else one
     # per channel (per-channel amplitudes)
-    for unit in (pos.amin(), pos.amin(dim=dims, keepdim=True) if dims else None):
+    per_channel = pos.amin(dim=dims, keepdim=True) if dims and not _constant_channels(
+        x, channel_dim) else None
+    for unit in (pos.amin(), per_channel):
         if unit is None:
             continue
         unit = torch.where(torch.isfinite(unit), unit, torch.ones_like(unit))
@@ -144,8 +178,10 @@ def fanout_map(conv: nn.Module, in_shape: tuple[int, ...]) -> torch.Tensor:
 class _Counter:
     """Per-layer SOP/MAC accumulator (forward hook)."""
 
-    def __init__(self, name: str, module: nn.Module) -> None:
+    def __init__(self, name: str, module: nn.Module,
+                 amplitudes: torch.Tensor | None = None) -> None:
         self.name, self.module = name, module
+        self.amplitudes = amplitudes  # spike amplitudes of the model's neurons
         self.kind = type(module).__name__
         self.sops = 0.0
         self.macs = 0.0
@@ -175,7 +211,7 @@ class _Counter:
             cd = 1
         if self.ann_macs is None:
             self.ann_macs = float(per_row_out * fan_in)
-        kind, unit = spike_units(x, cd)
+        kind, unit = spike_units(x, cd, self.amplitudes)
         if unit is not None:
             self.spike_calls += 1
             self.kinds.add(kind)
@@ -220,6 +256,20 @@ class _Counter:
         }
 
 
+def _spike_amplitudes(model: nn.Module) -> torch.Tensor:
+    """Every spike amplitude of ``model``'s neurons (``spike_amplitude`` of the neuron
+    protocol), flattened (float64)."""
+    amps = []
+    for m in model.modules():
+        if isinstance(m, SpikingNeuron):
+            try:
+                a = m.spike_amplitude
+            except (AttributeError, RuntimeError, TypeError):
+                continue
+            amps.append(torch.as_tensor(a).detach().reshape(-1).double().cpu())
+    return torch.cat(amps) if amps else torch.zeros(0, dtype=torch.float64)
+
+
 def _asa_type() -> type | None:
     try:
         from ..attention import ASA
@@ -259,12 +309,13 @@ class OpCounter:
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"{nm} must be a finite number >= 0 (pJ), got {v!r}")
         self.model, self.e_mac, self.e_ac = model, float(e_mac), float(e_ac)
+        amps = _spike_amplitudes(model)
         asa = _asa_type()
         inside = {id(sub) for m in model.modules() if asa is not None and isinstance(m, asa)
                   for sub in m.modules() if sub is not m}
         self.counters = [
             _ASACounter(name, m) if asa is not None and isinstance(m, asa)
-            else _Counter(name or "<model>", m)
+            else _Counter(name or "<model>", m, amps)
             for name, m in model.named_modules()
             if (isinstance(m, _COUNTED) and id(m) not in inside)
             or (asa is not None and isinstance(m, asa))
@@ -275,9 +326,18 @@ class OpCounter:
         self.inputs = 0
         self._handles: list = []
         self._engine = None
+        self._neurons = [m for m in model.modules() if isinstance(m, SpikingNeuron)]
+        self._seen_batch: int | None = None  # batch dim the neurons saw since add_batch
+
+    def _observe(self, module: nn.Module, spikes: torch.Tensor, potential) -> None:
+        if self._seen_batch is None and spikes.dim() >= 2:
+            self._seen_batch = int(spikes.shape[1])  # spikes are [T, B, ...]
 
     def __enter__(self) -> OpCounter:
         self._handles = [c.module.register_forward_hook(c.hook) for c in self.counters]
+        self._handles += [m.add_observer(self._observe, potential=False)
+                          for m in self._neurons]
+        self._seen_batch = None
         eng = getattr(self.model, "engine", None)
         if isinstance(eng, str) and eng in ("auto", "fast"):
             self._engine = eng
@@ -295,6 +355,15 @@ class OpCounter:
     def add_inputs(self, n: int) -> None:
         """Record that the last forward pass(es) processed ``n`` more inputs."""
         self.inputs += int(n)
+        self._seen_batch = None
+
+    def add_batch(self, batch: Batch) -> None:
+        """Record the inputs of ``batch`` after the model ran on it: its labels' count, or
+        for an unlabelled batch the batch dim ``B`` its spiking layers saw (``[T, B, ...]``),
+        which a time-major input ``[T, B, ...]`` does not show in its first dim; the first
+        dim when the model has no spiking layer."""
+        n = batch.size if batch.y is not None or self._seen_batch is None else self._seen_batch
+        self.add_inputs(n)
 
     def result(self) -> dict:
         """Counts per input (mean over the inputs recorded); see :func:`energy`."""
@@ -361,7 +430,7 @@ def energy(
                           total=num_batches(data, batch_size, **limits), leave=False,
                           disable=not progress):
                 model(b.x.to(device))
-                counter.add_inputs(b.size)
+                counter.add_batch(b)
     finally:
         model.train(was_training)
     return counter.result()

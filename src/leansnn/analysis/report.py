@@ -56,7 +56,7 @@ def analyze(model: nn.Module, data: Any, label: str = "model", *, batch_size: in
     if vote is not None:
         run, limits = partial(evaluate_votes, how=vote), {}
     ev = run(model, data, batch_size, device, progress, f"analyse {label}", **limits,
-             firing_rate=False, during=(mon, ops), on_batch=lambda b: ops.add_inputs(b.size))
+             firing_rate=False, during=(mon, ops), on_batch=ops.add_batch)
     extra = {} if vote is None else {"window_accuracy": ev["window_accuracy"],
                                      "windows": ev["windows"], "vote": vote}
     return {
