@@ -32,13 +32,14 @@ import torch
 from torch import fx, nn
 
 from ..activations import QCFS
-from ..base.batching import iter_batches
 from ..models.registry import from_config, register
+from .calibrate import _check_runs, calibration_batches
 from .converter import (
     ActivationSite,
     ConversionError,
     find_activation_sites,
     find_products,
+    infer_input_dims,
     keep_inplace_semantics,
     replace_sites,
     site_input,
@@ -81,15 +82,19 @@ def _thresholds(gm: fx.GraphModule, sites: list[ActivationSite], calib_data: Any
     if calib_data is None:
         guess = {s.name: _bn_guess(gm, s) for s in sites}
         return {n: (g if g is not None and g > 0 else default) for n, g in guess.items()}
+    # the checks of method="calibrated": no data, non-finite values or inputs of the wrong
+    # dims are errors, never silent default thresholds
+    inputs = calibration_batches(calib_data, infer_input_dims(gm), max_batches=max_batches,
+                                 batch_size=256)
+    p = next(iter(gm.parameters()), None)
+    if p is not None:
+        inputs = [x.to(p.device, p.dtype) for x in inputs]
     probe = copy.deepcopy(gm).eval()
+    _check_runs(probe, inputs[0])
     recorders = {s.name: _Recorder(percentile, s.clip) for s in sites}
     replace_sites(probe, sites, recorders)
-    p = next(iter(probe.parameters()), None)
     with torch.no_grad():
-        for batch in iter_batches(calib_data, max_batches=max_batches):
-            x = batch.x
-            if p is not None:
-                x = x.to(p.device, p.dtype if x.is_floating_point() else x.dtype)
+        for x in inputs:
             probe(x)
     out = {}
     for name, r in recorders.items():
