@@ -58,6 +58,7 @@ from .converter import (
     infer_input_dims,
     register_method,
     trace,
+    unwrap,
 )
 from .daqcfs import DAQCFS
 from .fit import fit_sites
@@ -258,7 +259,7 @@ def record_thresholds(model: nn.Module, calib_data: Any, *, max_batches: int | N
     limit how much of ``calib_data`` is read (default all).
     """
     cfg = CalibrationConfig(percentile=percentile, batch_size=batch_size, calibrate=False)
-    gm = trace(copy.deepcopy(model).eval())
+    gm = trace(copy.deepcopy(unwrap(model)).eval())
     sites, problems = find_activation_sites(gm)
     if problems:
         raise ConversionError("cannot record thresholds: " + "; ".join(problems))

@@ -39,7 +39,7 @@ __all__ = [
     "ActivationSite", "ConversionContext", "ConvertedSNN", "ConversionError", "convert",
     "register_method", "methods", "trace", "find_activation_sites", "site_thresholds",
     "fuse_batchnorm", "prepare", "assemble", "Origin", "replace_sites", "site_input",
-    "infer_input_dims", "find_products", "keep_inplace_semantics",
+    "infer_input_dims", "find_products", "keep_inplace_semantics", "unwrap",
 ]
 
 
@@ -172,6 +172,20 @@ def methods() -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # tracing
 # ---------------------------------------------------------------------------------------------
+def unwrap(model: nn.Module) -> nn.Module:
+    """The network inside ``nn.DataParallel`` / ``DistributedDataParallel`` and
+    ``torch.compile`` wrappers (their forwards scatter inputs or call compiled code, which
+    torch.fx cannot trace; the arithmetic is the wrapped module's)."""
+    while True:
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif type(model).__name__ == "OptimizedModule" and isinstance(
+                getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
 class _Tracer(fx.Tracer):
     def __init__(self, leaves: tuple[type, ...] = ()) -> None:
         super().__init__()
@@ -761,6 +775,7 @@ def convert(model: nn.Module, T: int, method: str = "parallel", *, engine: str =
         raise ValueError(f"engine must be 'auto', 'fast' or 'simulate', got {engine!r}")
     if not isinstance(model, nn.Module):
         raise ValueError(f"convert expects an nn.Module, got {type(model).__name__}")
+    model = unwrap(model)
     leaf_modules = tuple(leaf_modules)
     fuse_bn = (method == "serial") if fuse_bn is None else bool(fuse_bn)
     gm, sites, dims = prepare(model, leaf_modules, fuse_bn, input_dims, allow_products)
@@ -786,6 +801,7 @@ def prepare(model: nn.Module, leaf_modules: Iterable[type] = (), fuse_bn: bool =
     copy of ``model`` traced (``leaf_modules`` kept opaque), its activation sites, the
     dims of one static input batch (``input_dims`` or inferred) and, if ``fuse_bn``, batch
     norms folded. Raises :class:`ConversionError` listing every problem."""
+    model = unwrap(model)
     ann = copy.deepcopy(model).eval()
     gm = trace(ann, leaf_modules)
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]

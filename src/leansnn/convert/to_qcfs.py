@@ -44,6 +44,7 @@ from .converter import (
     replace_sites,
     site_input,
     trace,
+    unwrap,
 )
 
 __all__ = ["to_qcfs", "qcfs_of"]
@@ -126,6 +127,7 @@ def to_qcfs(model: nn.Module, levels: int = 4, calib_data: Any = None, *,
         raise ValueError(f"percentile must be in (0, 100], got {percentile!r}")
     if not isinstance(model, nn.Module):
         raise ValueError(f"to_qcfs expects an nn.Module, got {type(model).__name__}")
+    model = unwrap(model)
     training = model.training
     gm = trace(copy.deepcopy(model), tuple(leaf_modules))
     sites, problems = find_activation_sites(gm)
