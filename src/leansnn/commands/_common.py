@@ -113,7 +113,7 @@ def positive(args: argparse.Namespace, *names: str) -> None:
         vals = v if isinstance(v, list) else [v]
         bad = [x for x in vals if x is not None and x < 1]
         if bad:
-            flag = "--" + name.replace("_", "-")
+            flag = _flag(name)
             raise ValueError(f"{flag} must be >= 1, got {bad[0] if len(vals) == 1 else bad}")
 
 
@@ -172,6 +172,43 @@ def load_model(path: Any, command: str, expect: tuple[str, ...] | None = None,
 def registry_kind(name: str) -> str | None:
     """The kind of registry model ``name`` (see :func:`model_kind`)."""
     return model_kind({"name": name})
+
+
+def trainable_models(kind: str) -> list[str]:
+    """Registry models of ``kind`` (``"ann"`` or ``"snn"``) a training command can build from
+    a data set: their builder takes ``num_classes`` and ``in_channels``. Wrappers rebuilt from
+    another model's config (``encoded``, ``qcfs_of``, ``converted``) are not among them."""
+    from leansnn.models import registry
+
+    out = []
+    for name in registry.available():
+        if registry_kind(name) != kind:
+            continue
+        params = inspect.signature(registry.builder(name)).parameters
+        if "num_classes" in params and "in_channels" in params:
+            out.append(name)
+    return out
+
+
+def check_trainable(model: str, kind: str, command: str) -> None:
+    """A one-line error unless registry model ``model`` is one ``command`` can train
+    (:func:`trainable_models` of ``kind``), naming the ones it can."""
+    from leansnn.models import registry
+
+    registry.builder(model)   # an unknown name: ValueError listing the registered ones
+    if model in trainable_models(kind):
+        return
+    other = registry_kind(model)
+    what = {"ann": "an ANN", "snn": "an SNN", "converted": "a converted SNN"}.get(
+        other or "", "not a network")
+    if other in ("ann", "snn") and other != kind and model in trainable_models(other):
+        fix = ("train it with leansnn train-ann (and convert it)" if other == "ann" else
+               "train it with leansnn train-snn")
+    else:
+        fix = "it is rebuilt from another model's config, not trained from data"
+    names = ", ".join(trainable_models(kind))
+    raise ValueError(f"--model {model} is {what}; {fix}, or give one of the models "
+                     f"{command} trains: {names}")
 
 
 # -- reruns of a training command: resume only the same run ---------------------------------------

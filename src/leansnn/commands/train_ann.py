@@ -21,13 +21,13 @@ from . import _data
 from ._common import (
     add_common,
     add_rerun_args,
+    check_trainable,
     describe_run,
     load_model,
     log_stream,
     mismatch_text,
     positive,
     progress,
-    registry_kind,
     rerun,
     setup,
     write_json,
@@ -79,16 +79,12 @@ def train_ann(model: str = "small_cnn", activation: str = "qcfs", levels: int = 
     Returns ``{"model", "history", "test_accuracy" (fraction), "seconds", "path"}``.
     """
     given = dict(locals())
-    import leansnn as ls
     from leansnn import distributed as D
 
     run = describe_run(given, RUN_SKIP)
     if activation not in ("relu", "qcfs"):
         raise ValueError(f"activation must be 'relu' or 'qcfs', got {activation!r}")
-    if registry_kind(model) in ("snn", "converted"):
-        raise ValueError(f"--model {model} is an SNN; train it with leansnn train-snn, or give "
-                         "an ANN: " + ", ".join(n for n in ls.models.available()
-                                                if registry_kind(n) == "ann"))
+    check_trainable(model, "ann", NAME)
     out = Path(out)
     ckpt = Path(checkpoint) if checkpoint is not None else out.with_name(out.name + ".train")
     owned = not D.is_distributed()

@@ -19,6 +19,7 @@ per-window accuracy is reported beside it. Under ``torchrun`` it trains data-par
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import time
 from typing import Any
@@ -27,14 +28,15 @@ from . import _data
 from ._common import (
     add_common,
     add_rerun_args,
+    check_trainable,
     describe_run,
     log_stream,
     mismatch_text,
     positive,
     progress,
-    registry_kind,
     rerun,
     setup,
+    trainable_models,
     write_json,
 )
 
@@ -156,9 +158,16 @@ def _build(args: argparse.Namespace, io: dict, T: int) -> tuple[Any, dict]:
 
     import leansnn as ls
 
-    model_kw: dict[str, Any] = dict(T=T, **_data.model_kwargs(args.model, io),
-                                    attention=None if args.attention == "none"
-                                    else args.attention)
+    params = inspect.signature(ls.models.registry.builder(args.model)).parameters
+    model_kw: dict[str, Any] = dict(T=T, **_data.model_kwargs(args.model, io))
+    if "attention" in params:   # recorded even when None: configs of earlier runs hold it
+        model_kw["attention"] = None if args.attention == "none" else args.attention
+    elif args.attention != "none":
+        raise ValueError(f"--attention {args.attention}: model {args.model} has no attention "
+                         "option; use " + ", ".join(n for n in trainable_models("snn") if
+                                                    "attention" in inspect.signature(
+                                                        ls.models.registry.builder(n)
+                                                    ).parameters))
     if args.lam is not None:
         if args.attention == "none":
             raise ValueError("--lam sets ASA's lambda; it needs --attention asa or asa_authors")
@@ -168,11 +177,6 @@ def _build(args: argparse.Namespace, io: dict, T: int) -> tuple[Any, dict]:
     if args.dropout is not None:
         model_kw["dropout"] = args.dropout
     torch.manual_seed(args.seed)
-    if registry_kind(args.model) == "ann":
-        raise ValueError(f"--model {args.model} is an ANN; train it with leansnn train-ann "
-                         "(and convert it), or give an SNN: "
-                         + ", ".join(n for n in ls.models.available()
-                                     if registry_kind(n) == "snn"))
     if args.width is not None and args.width < 1:
         raise ValueError(f"--width must be >= 1, got {args.width}")
     try:
@@ -248,6 +252,7 @@ def train(args: argparse.Namespace) -> dict:
         raise ValueError("--resume and --restart (--no-resume) contradict each other")
     setup(args)
     positive(args, "T", "epochs", "batch_size", "train_subset", "test_subset", "size")
+    check_trainable(args.model, "snn", NAME)   # before any data is loaded
     main = os.environ.get("RANK", "0") in ("", "0")  # torchrun: only rank 0 announces
     values = rerun(dict(vars(args)), ckpt, args.restart, args.resume,
                    log_stream(args) if main else None, RUN_SKIP)
