@@ -44,7 +44,7 @@ from .cache import (
 from .cache import file_digest as _file_digest  # noqa: F401  (kept for callers and tests)
 from .emulator import EmulatorSettings, emulate_batch
 from .events import frames_from_batch
-from .fashion_mnist import CLASSES, DataError, fashion_mnist
+from .fashion_mnist import CLASSES, DataError, fashion_mnist, subset_indices
 
 __all__ = ["FrameSettings", "EventFrameDataset", "event_fashion_mnist", "default_cache_dir"]
 
@@ -136,12 +136,10 @@ class EventFrameDataset(torch.utils.data.Dataset):
     def subset(self, n: int | None, seed: int = 0) -> EventFrameDataset:
         """A random subset of ``n`` items (same choice as ``ImageDataset.subset``); all if
         ``None`` or ``n >= len(self)``."""
-        if n is None or n >= len(self):
+        sel = subset_indices(len(self), n, seed)
+        if sel is None:
             return self
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
-        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
-        idx = idx.numpy()
+        idx = sel.numpy()
         return EventFrameDataset(np.ascontiguousarray(self.frames[idx]), self.labels[idx],
                                  self.classes, f"{self.name}[{n}]")
 
@@ -222,13 +220,8 @@ def event_fashion_mnist(
     images_ds = fashion_mnist(split, root)
     images, labels = images_ds.images.numpy(), images_ds.labels.numpy()
     emu.check_image_size(*images.shape[1:])
-    if n is not None and n < 0:
-        raise ValueError(f"n must be >= 0 or None, got {n}")
-    if n is None or n >= len(labels):
-        idx = np.arange(len(labels))
-    else:
-        g = torch.Generator().manual_seed(subset_seed)
-        idx = torch.randperm(len(labels), generator=g)[:n].numpy()
+    sel = subset_indices(len(labels), n, subset_seed)
+    idx = np.arange(len(labels)) if sel is None else sel.numpy()
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     source = array_digest(images, labels)
     h, w = fs.size

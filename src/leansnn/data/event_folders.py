@@ -93,6 +93,7 @@ from .cache import (
 from .errors import DataError
 from .event_datasets import FrameSettings
 from .events import frames_from_batch
+from .fashion_mnist import subset_indices
 from .layout import check_split, natural_key, resolve_root
 from .readers import (
     DVS128_SENSOR,
@@ -314,12 +315,10 @@ class EventDataset:
 
     def subset(self, n: int | None, seed: int = 0) -> EventDataset:
         """A random subset of ``n`` recordings (same choice as ``ImageDataset.subset``)."""
-        if n is None or n >= len(self):
+        sel = subset_indices(len(self), n, seed)
+        if sel is None:
             return self
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
-        idx = np.sort(torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
-                      [:n].numpy())
+        idx = np.sort(sel.numpy())
         return self._select(idx, f"{self.name}[{n}]")
 
     def _select(self, idx: np.ndarray, name: str) -> EventDataset:

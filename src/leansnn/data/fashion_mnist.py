@@ -20,7 +20,8 @@ import torch
 from ..base.batching import batch_indices
 from .errors import DataError
 
-__all__ = ["fashion_mnist", "read_idx", "ImageDataset", "DataError", "CLASSES", "DEFAULT_ROOT"]
+__all__ = ["fashion_mnist", "read_idx", "ImageDataset", "DataError", "CLASSES", "DEFAULT_ROOT",
+           "subset_indices"]
 
 DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
 CLASSES = (
@@ -126,6 +127,25 @@ def _locate(split: str, root: str | os.PathLike | None) -> tuple[Path, Path]:
         f"{where}{other}. To get it, {INSTALL_HINT}")
 
 
+def subset_indices(size: int, n: object, seed: int = 0) -> torch.Tensor | None:
+    """The items of a random subset of ``n`` of ``size`` items (the choice every data set's
+    ``subset(n, seed)`` makes), or ``None`` for all of them (``n`` None or ``>= size``).
+
+    ``n`` must be an int >= 0: a negative one would otherwise slice all but ``|n|`` items
+    silently, a float fail deep inside torch.
+    """
+    if n is None:
+        return None
+    if isinstance(n, bool) or not hasattr(n, "__index__"):
+        raise ValueError(f"subset: n must be an int >= 0 or None (all items), got {n!r}")
+    n = int(n.__index__())
+    if n < 0:
+        raise ValueError(f"subset: n must be an int >= 0 or None (all items), got {n}")
+    if n >= size:
+        return None
+    return torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:n]
+
+
 class ImageDataset(torch.utils.data.Dataset):
     """In-memory image classification set.
 
@@ -148,10 +168,9 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def subset(self, n: int | None, seed: int = 0) -> ImageDataset:
         """A random subset of ``n`` items (class-balanced in expectation); all if ``None``."""
-        if n is None or n >= len(self):
+        idx = subset_indices(len(self), n, seed)
+        if idx is None:
             return self
-        g = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(len(self), generator=g)[:n]
         return ImageDataset(self.images[idx], self.labels[idx], self.classes,
                             f"{self.name}[{n}]")
 

@@ -55,6 +55,7 @@ from .cache import (
     write_cache,
 )
 from .errors import DataError, FileFormatError
+from .fashion_mnist import subset_indices
 from .layout import check_split, natural_key, resolve_root
 
 __all__ = ["ImageSet", "RandomCrop", "HorizontalFlip", "Cutout", "augmentation",
@@ -224,9 +225,9 @@ class ImageSet(torch.utils.data.Dataset):
 
     def subset(self, n: int | None, seed: int = 0) -> ImageSet:
         """A random subset of ``n`` items (same choice as ``ImageDataset.subset``)."""
-        if n is None or n >= len(self):
+        idx = subset_indices(len(self), n, seed)
+        if idx is None:
             return self
-        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
         return ImageSet(self._raw(idx.numpy()), self.labels[idx], self.classes,
                         f"{self.name}[{n}]", self.mean, self.std, self.normalize, self.augment)
 
