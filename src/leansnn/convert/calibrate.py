@@ -54,6 +54,7 @@ from .converter import (
     ActivationSite,
     ConversionContext,
     ConversionError,
+    check_qcfs_thresholds,
     find_activation_sites,
     infer_input_dims,
     register_method,
@@ -263,6 +264,7 @@ def record_thresholds(model: nn.Module, calib_data: Any, *, max_batches: int | N
     sites, problems = find_activation_sites(gm)
     if problems:
         raise ConversionError("cannot record thresholds: " + "; ".join(problems))
+    check_qcfs_thresholds(sites)
     dims = input_dims if input_dims is not None else infer_input_dims(gm)
     inputs = calibration_batches(calib_data, dims, max_batches=max_batches,
                                  max_samples=max_samples, batch_size=batch_size)

@@ -40,6 +40,7 @@ __all__ = [
     "register_method", "methods", "trace", "find_activation_sites", "site_thresholds",
     "fuse_batchnorm", "prepare", "assemble", "Origin", "replace_sites", "site_input",
     "infer_input_dims", "find_products", "keep_inplace_semantics", "unwrap",
+    "check_qcfs_thresholds",
 ]
 
 
@@ -327,6 +328,49 @@ def find_activation_sites(gm: fx.GraphModule) -> tuple[list[ActivationSite], lis
     return sites, problems
 
 
+def _bad_threshold(value: Any) -> str | None:
+    """Why ``value`` cannot be a firing threshold (``None`` if it can): every element must
+    be a finite number > 0."""
+    try:
+        t = torch.as_tensor(value.detach() if isinstance(value, torch.Tensor) else value)
+    except (TypeError, ValueError, RuntimeError):
+        t = None
+    if t is None or t.dtype == torch.bool or t.is_complex() or t.numel() == 0:
+        return f"{value!r} is not a number or a float tensor"
+    t = t.double()
+    if not bool(torch.isfinite(t).all()):
+        return f"{_show(t)} is not finite"
+    if not bool((t > 0).all()):
+        return f"{_show(t)} is not > 0"
+    return None
+
+
+def _show(t: torch.Tensor) -> str:
+    if t.numel() == 1:
+        return f"{float(t):g}"
+    bad = t[~(torch.isfinite(t) & (t > 0))]
+    return f"a tensor of shape {tuple(t.shape)} holding {float(bad[0]) if bad.numel() else ''}"
+
+
+def check_qcfs_thresholds(sites: list[ActivationSite]) -> None:
+    """Refuse QCFS activations whose threshold in use is not a finite number > 0 (training
+    can drive a learnable threshold there; QCFS then no longer computes a rate, and no
+    spiking neuron has that threshold). Raises :class:`ConversionError` naming every one."""
+    bad = []
+    for s in sites:
+        if s.kind == "qcfs":
+            why = _bad_threshold(s.module.effective_threshold())
+            if why is not None:
+                bad.append(f"{s.where}: threshold {why}")
+    if bad:
+        raise ConversionError(
+            f"cannot convert: {len(bad)} QCFS activation(s) have a threshold that is not a "
+            "finite number > 0 (the ANN's training diverged or drove it there):\n  - "
+            + "\n  - ".join(bad) + "\nFix: retrain or fine-tune the ANN (e.g. a lower "
+            "learning rate for the thresholds), or set a positive threshold "
+            "(qcfs.threshold.data.fill_(value)) and check the ANN's accuracy before converting.")
+
+
 _PRODUCT_FUNCTIONS = {operator.mul, operator.truediv, operator.matmul, torch.mul, torch.div,
                       torch.matmul, torch.bmm, torch.mm, torch.einsum, torch.baddbmm,
                       torch.addcmul, F.scaled_dot_product_attention, F.bilinear}
@@ -508,6 +552,12 @@ def site_thresholds(ctx: ConversionContext, thresholds: dict[str, Any] | None = 
         raise ConversionError(
             f"thresholds given for unknown activation sites {unknown}; the model's sites are "
             f"{[s.name for s in ctx.sites]}")
+    bad = [f"{name!r}: {why}" for name, v in thresholds.items()
+           if (why := _bad_threshold(v)) is not None]
+    if bad:
+        raise ConversionError(
+            f"thresholds= must give every site a finite threshold > 0 (a number, or a tensor "
+            f"broadcastable to one sample): {'; '.join(bad)}")
     out, missing = {}, []
     for s in ctx.sites:
         if s.name in thresholds:
@@ -822,6 +872,7 @@ def prepare(model: nn.Module, leaf_modules: Iterable[type] = (), fuse_bn: bool =
             "spiking equivalent:\n  - " + "\n  - ".join(problems) + "\nFix: replace them by "
             "ReLU or leansnn.QCFS and retrain (or fine-tune) the ANN; only QCFS, ReLU, ReLU6 "
             "and F.relu / torch.relu / Tensor.relu calls can become spiking neurons.")
+    check_qcfs_thresholds(sites)
     keep_inplace_semantics(gm, sites)
     dims = input_dims if input_dims is not None else infer_input_dims(gm)
     if fuse_bn:
