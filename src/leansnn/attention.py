@@ -36,6 +36,9 @@ Parameters per module: ``2 * 18`` (two 3x3 convs, 2 -> 1 channels) ``+ 2`` (alph
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 from torch import nn
 
@@ -94,10 +97,11 @@ class ASA(nn.Module):
                  temperature: float = 1.0, impl: str = "fused",
                  behaviour: str = "fixed") -> None:
         super().__init__()
-        for name, v in (("T", T), ("channels", channels), ("reduction", reduction)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"ASA: {name} must be a positive int, got {v!r}")
-        if not isinstance(lam, (int, float)) or not 0.0 < lam < 1.0:
+        T, channels, reduction = (_positive_int(name, v) for name, v in (
+            ("T", T), ("channels", channels), ("reduction", reduction)))
+        if not _is_real(lam):
+            raise ValueError(f"ASA: lam must be a number strictly between 0 and 1, got {lam!r}")
+        if not 0.0 < float(lam) < 1.0:
             raise ValueError(f"ASA: lam must lie strictly between 0 and 1, got {lam!r}")
         if reduction > T:
             raise ValueError(f"ASA: reduction must be <= T={T} (T // reduction >= 1), "
@@ -108,8 +112,9 @@ class ASA(nn.Module):
         if behaviour not in ("fixed", "authors"):
             raise ValueError(f"ASA: behaviour must be 'fixed' or 'authors', got {behaviour!r}")
         self.behaviour = behaviour
-        if not temperature > 0:
-            raise ValueError(f"ASA: temperature must be > 0, got {temperature!r}")
+        if not _is_real(temperature) or not 0.0 < float(temperature) < math.inf:
+            raise ValueError(f"ASA: temperature must be a finite number > 0 (the width of "
+                             f"the relaxed mask, in standard deviations), got {temperature!r}")
         self.T, self.channels, self.lam, self.reduction = T, channels, float(lam), reduction
         self.temperature = float(temperature)
         self.alpha = nn.Parameter(torch.tensor(0.5))
@@ -148,6 +153,9 @@ class ASA(nn.Module):
             raise ValueError(f"ASA: expected a floating-point tensor, got {x.dtype}; convert "
                              "with x.float()")
         T, B, C = (int(v) for v in x.shape[:3])
+        if x.shape[3] == 0 or x.shape[4] == 0:
+            raise ValueError(f"ASA: got an empty spatial map, shape {tuple(x.shape)} "
+                             f"{want}; H and W must be >= 1")
         if T != self.T and B == self.T and C == self.channels:
             raise ValueError(
                 f"ASA: got shape {tuple(x.shape)}, which looks batch-major [B, T, ...]; ASA "
@@ -209,6 +217,21 @@ class ASA(nn.Module):
                 f"reduction={self.reduction}, temperature={self.temperature:g}, "
                 f"impl={self.impl}" + (", behaviour=authors" if self.behaviour == "authors"
                                        else ""))
+
+
+def _is_real(v: object) -> bool:
+    """A real number (Python or numpy; not a bool, a string or a tensor)."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _positive_int(name: str, v: object) -> int:
+    """``v`` as an int >= 1 (Python or numpy integer), else ``ValueError`` naming ``name``."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise ValueError(f"ASA: {name} must be a positive int, got {v!r} "
+                         f"({type(v).__name__})")
+    if int(v) < 1:
+        raise ValueError(f"ASA: {name} must be a positive int, got {v!r}")
+    return int(v)
 
 
 def _xor_masks(m: torch.Tensor, k_channels: int, k_steps: int, temperature: float,

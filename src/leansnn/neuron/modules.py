@@ -18,6 +18,7 @@ The named tuples unpack like plain tuples (``s, u = lif(x, return_potential=True
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -98,7 +99,8 @@ class LIFParams:
         for name in ("decay", "gain", "threshold", "v_reset", "v_init"):
             v = getattr(self, name)
             if not isinstance(v, torch.Tensor):
-                _check_values(name, float(v) if isinstance(v, (int, float)) else v)
+                _check_values(name, float(v) if isinstance(v, numbers.Real)
+                              and not isinstance(v, bool) else v)
         if self.reset not in RESETS:
             raise ValueError(f"reset must be one of {RESETS}, got {self.reset!r}")
         if not isinstance(self.surrogate, sg.Surrogate):
@@ -144,10 +146,11 @@ def _value(name: str, v, fill: float) -> Param:
         v = v.detach().clone()
         if not v.is_floating_point():
             v = v.to(torch.get_default_dtype())
-    elif isinstance(v, (int, float)) and not isinstance(v, bool):
+    elif isinstance(v, numbers.Real) and not isinstance(v, bool):   # numpy scalars too
         v = float(v)
     else:
-        raise ValueError(f"{name} must be a number or a tensor, got {v!r}")
+        raise ValueError(f"{name} must be a number or a tensor, got {v!r} "
+                         f"({type(v).__name__})")
     _check_values(name, v)
     return v
 
@@ -418,6 +421,10 @@ class LIF(SpikingNeuron):
                 "or x.unsqueeze(0); for a [T, B] window use x.unsqueeze(-1)")
         if _DEBUG["check_finite"] and not torch.isfinite(x).all():
             raise ValueError(f"{type(self).__name__}: input contains NaN or Inf")
+        if h0 is not None and not isinstance(h0, torch.Tensor):
+            raise ValueError(f"h0 must be a tensor of shape {tuple(x.shape[1:])} (the state "
+                             f"returned with return_state=True) or None, got "
+                             f"{type(h0).__name__}")
         if h0 is not None and h0.shape != x.shape[1:]:
             raise ValueError(f"h0 must have shape {tuple(x.shape[1:])}, got {tuple(h0.shape)}")
         observed = bool(self._observers)
@@ -441,6 +448,10 @@ class LIF(SpikingNeuron):
                 f"{type(self).__name__}.step: expected a floating tensor x_t [B, ...], got "
                 f"{tuple(x_t.shape) if isinstance(x_t, torch.Tensor) else type(x_t).__name__}"
             )
+        if state is not None and not isinstance(state, torch.Tensor):
+            raise ValueError(f"{type(self).__name__}.step: state must be None (start from "
+                             "v_init) or the tensor the previous step returned, got "
+                             f"{type(state).__name__}")
         if state is not None and state.shape != x_t.shape:
             raise ValueError(f"{type(self).__name__}.step: state must have the shape of x_t "
                              f"{tuple(x_t.shape)}, got {tuple(state.shape)}")

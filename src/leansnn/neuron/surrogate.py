@@ -14,6 +14,7 @@ derivative is zero almost everywhere, so training uses the derivative of a smoot
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -39,9 +40,17 @@ class Surrogate:
         return {"name": type(self).__name__, **asdict(self)}
 
 
-def _positive(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+def _positive(obj: Surrogate, name: str) -> None:
+    """Check the parameter ``name`` of the frozen dataclass ``obj``: a finite real number > 0
+    (a bool is not one); a numpy number is stored as a Python float (configs stay JSON)."""
+    value = getattr(obj, name)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"surrogate parameter {name} must be a number, got {value!r} "
+                         f"({type(value).__name__}); pass a Python float, e.g. float(x)")
+    if not math.isfinite(value) or value <= 0:
         raise ValueError(f"surrogate parameter {name} must be a finite number > 0, got {value!r}")
+    if type(value) not in (int, float):   # numpy scalars (np.float64 is a float subclass)
+        object.__setattr__(obj, name, float(value))
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,7 @@ class Rectangular(Surrogate):
     a: float = 0.5
 
     def __post_init__(self) -> None:
-        _positive("a", self.a)
+        _positive(self, "a")
 
     def primitive(self, v: torch.Tensor) -> torch.Tensor:
         return ((v + self.a) / (2 * self.a)).clamp(0.0, 1.0)
@@ -71,7 +80,7 @@ class Sigmoid(Surrogate):
     alpha: float = 4.0
 
     def __post_init__(self) -> None:
-        _positive("alpha", self.alpha)
+        _positive(self, "alpha")
 
     def primitive(self, v: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.alpha * v)
@@ -89,7 +98,7 @@ class ATan(Surrogate):
     alpha: float = 2.0
 
     def __post_init__(self) -> None:
-        _positive("alpha", self.alpha)
+        _positive(self, "alpha")
 
     def primitive(self, v: torch.Tensor) -> torch.Tensor:
         return torch.atan(math.pi / 2 * self.alpha * v) / math.pi + 0.5
@@ -112,7 +121,7 @@ class Triangle(Surrogate):
     a: float = 1.0
 
     def __post_init__(self) -> None:
-        _positive("a", self.a)
+        _positive(self, "a")
 
     def primitive(self, v: torch.Tensor) -> torch.Tensor:
         a = self.a
@@ -140,7 +149,7 @@ class FastSigmoid(Surrogate):
     slope: float = 25.0
 
     def __post_init__(self) -> None:
-        _positive("slope", self.slope)
+        _positive(self, "slope")
 
     def primitive(self, v: torch.Tensor) -> torch.Tensor:
         # d/dv [v / (1 + k|v|)] = 1 / (1 + k|v|)^2
