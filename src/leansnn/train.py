@@ -156,10 +156,15 @@ def run_differences(stored: dict, requested: dict) -> list[tuple[str, Any, Any]]
 
 
 def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Random horizontal flip and a random shift of up to 2 pixels (zero padded)."""
-    B = x.shape[0]
+    """Random horizontal flip (per sample) and a random shift of up to 2 pixels (zero
+    padded) of images ``[B, C, H, W]`` or time-major frames ``[T, B, C, H, W]`` (a sample is
+    flipped at all its steps or at none)."""
+    axis = 1 if x.dim() == 5 else 0
+    B = x.shape[axis]
     flip = torch.rand(B, generator=g) < 0.5
-    x = torch.where(flip.view(B, *([1] * (x.dim() - 1))), x.flip(-1), x)
+    shape = [1] * x.dim()
+    shape[axis] = B
+    x = torch.where(flip.view(shape), x.flip(-1), x)
     dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=g))
     x = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
     if dy > 0:

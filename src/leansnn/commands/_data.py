@@ -48,9 +48,11 @@ def names(kinds: tuple[str, ...]) -> list[str]:
 
 def add_data_options(p: argparse.ArgumentParser, kinds: tuple[str, ...], *,
                      default: str | None, events: bool, augment: tuple[str, ...] = (),
-                     default_help: str = "") -> None:
+                     default_help: str = "", augment_fallback: str = "flip_crop") -> None:
     """``--data`` (data sets of ``kinds``), ``--size``, ``--skip-bad-files``, ``--workers``;
-    with ``events`` also ``--dt-ms`` and ``--by``; with ``augment`` choices, ``--augment``."""
+    with ``events`` also ``--dt-ms`` and ``--by``; with ``augment`` choices, ``--augment``
+    (whose default is ``standard`` where the data set takes it, else ``augment_fallback``:
+    what the command applies, :func:`default_augment`)."""
     kinds_txt = " or ".join(KIND_NAMES[k] for k in kinds)
     p.add_argument("--data", default=default, metavar="NAME",
                    help=f"{kinds_txt} data set: {', '.join(names(kinds))} "
@@ -79,8 +81,16 @@ def add_data_options(p: argparse.ArgumentParser, kinds: tuple[str, ...], *,
         p.add_argument("--augment", default=None, choices=list(augment),
                        help="training augmentation of static sets: standard (random crop with "
                             "4-pixel padding + flip), cutout (+ Cutout), flip_crop (flip + "
-                            "2-pixel shift, the Fashion-MNIST default), none (default: "
-                            "standard where the data set takes it, else flip_crop)")
+                            "2-pixel shift), none (default: standard where the data set "
+                            f"takes it, else {augment_fallback})")
+
+
+def default_augment(spec: Any, given: str | None, fallback: str) -> str:
+    """The training augmentation a command applies: ``given`` (``--augment``), else the
+    data set's own ``standard`` where its loader takes one, else ``fallback``."""
+    if given is not None:
+        return given
+    return "standard" if "augment" in spec.settings else fallback
 
 
 @dataclass

@@ -151,7 +151,7 @@ def _load(r: argparse.Namespace, root: Any, progress: bool, info: Any) -> tuple:
     choice = _data.resolve(argparse.Namespace(data=r.dataset, size=r.size, workers=r.workers,
                                               skip_bad_files=r.skip_bad_files), NAME,
                            ("static",))
-    aug = r.augment or ("standard" if "augment" in choice.spec.settings else "flip_crop")
+    aug = _data.default_augment(choice.spec, r.augment, "flip_crop")
     for turn in (True, False):
         if info.main == turn:
             train = _data.load(choice, "train", root, n=r.train_images, seed=r.seed,

@@ -57,7 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="lif_snn_a",
                    help="registered SNN: lif_snn_a (default), lif_snn_5, sew_resnet18")
     _data.add_data_options(p, ("events", "static"), default="event_fashion_mnist", events=True,
-                           augment=("standard", "cutout", "flip_crop", "none"))
+                           augment=("standard", "cutout", "flip_crop", "none"),
+                           augment_fallback="none")
     p.add_argument("--T", type=int, default=None,
                    help="time steps = frames per window of event sets (default: the data "
                         "set's, 8 for static images)")
@@ -119,6 +120,8 @@ def load_data(args: argparse.Namespace, main: bool = True) -> tuple[Any, Any, di
     if aug not in (None, "none") and choice.kind == "events":
         raise ValueError(f"--augment {aug}: static data sets only; {choice.name} is an event "
                          "data set")
+    if choice.kind == "static":   # docs/cli.md: the data set's own by default, else none
+        aug = _data.default_augment(choice.spec, aug, "none")
     show = main and progress(args)
     train = _data.load(choice, "train", args.root, n=args.train_subset, seed=0,
                        augment=aug if aug in ("standard", "cutout") else None,
