@@ -184,8 +184,8 @@ def _build(args: argparse.Namespace, io: dict, T: int) -> tuple[Any, dict]:
         raise ValueError(f"--width must be >= 1, got {args.width}")
     try:
         return ls.models.create(args.model, **model_kw), model_kw
-    except TypeError as e:  # an option this model does not take
-        raise ValueError(f"model {args.model!r} does not accept these options: {e}") from None
+    except ls.models.registry.ModelArgumentError as e:  # an option this model does not take
+        raise ValueError(f"{e} (from the command line options)") from None
 
 
 def _vote(args: argparse.Namespace, test_set: Any) -> str | None:

@@ -81,10 +81,31 @@ def create(name: str, **kwargs: Any) -> nn.Module:
     builder = _lookup(name)
     if builder is None:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(available())}")
+    _check_arguments(name, builder, kwargs)
     cfg = {"name": name, "kwargs": encode(kwargs)}
     model = builder(**kwargs)
     model.leansnn_config = cfg
     return model
+
+
+class ModelArgumentError(TypeError, ValueError):
+    """``create`` got an argument its builder does not take (a ``TypeError`` as Python's own,
+    and a ``ValueError`` like leansnn's other user errors)."""
+
+
+def _check_arguments(name: str, fn: Callable[..., nn.Module], kwargs: dict) -> None:
+    """Unknown keyword arguments: an error naming them and the builder's arguments."""
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    ok = [p.name for p in params.values() if p.kind in (p.POSITIONAL_OR_KEYWORD,
+                                                          p.KEYWORD_ONLY)]
+    bad = sorted(set(kwargs) - set(ok))
+    if bad:
+        raise ModelArgumentError(f"model {name!r} takes no argument(s) {', '.join(bad)}; its "
+                                 f"arguments: {', '.join(ok)}")
 
 
 def from_config(cfg: dict) -> nn.Module:
