@@ -50,3 +50,30 @@ def test_given_thresholds_are_checked_by_site(method, value):
     for good in (2, 0.5, torch.tensor([0.5, 1.0]).view(2, 1, 1)):
         snn = ls.convert(net, 4, method=method, thresholds={"1": good})
         assert snn(CALIB[:2]).shape == (4, 2, 3)
+
+
+class _Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Conv2d(2, 2, 3, padding=1)
+        self.q = ls.QCFS(levels=4, threshold=1.0)
+
+    def forward(self, x):
+        return self.q(self.c(x)) + x
+
+
+@pytest.mark.parametrize("inner", ["leaf", "torch container"])
+def test_activations_inside_an_opaque_module_are_refused_by_name(inner):
+    # kept opaque, they would silently stay analog activations inside the "SNN"
+    if inner == "leaf":
+        block, leaves, hidden = _Block(), [_Block], r"'2\.q' \(QCFS\)"
+    else:
+        layer = nn.TransformerEncoderLayer(6, 2, dim_feedforward=8, batch_first=True)
+        block, leaves, hidden = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False), [], \
+            r"'2\.layers\.0' \(TransformerEncoderLayer\)"
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), ls.QCFS(levels=4, threshold=1.0), block,
+                        nn.Flatten(), nn.LazyLinear(3))
+    with pytest.raises(ConversionError, match=r"'2' \(\w+\) is kept opaque.*" + hidden):
+        ls.convert(net.eval(), 4, leaf_modules=leaves, input_dims=4)
+    with pytest.raises(ConversionError, match="kept opaque"):
+        ls.conversion.to_qcfs(net, 4, leaf_modules=leaves)

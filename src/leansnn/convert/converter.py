@@ -262,6 +262,14 @@ def _has_attr_path(gm: nn.Module, path: str) -> bool:
         return hasattr(mod, leaf)
 
 
+def _hidden_activations(mod: nn.Module, name: str) -> list[str]:
+    """Activations and neurons inside a module the tracer kept opaque (``leaf_modules``, or a
+    torch.nn container such as ``nn.TransformerEncoder``), as ``'name' (class)``."""
+    kinds = (QCFS, nn.ReLU, nn.ReLU6, SpikingNeuron) + _UNCONVERTIBLE_MODULES
+    return [f"'{name}.{sub_name}' ({type(sub).__name__})"
+            for sub_name, sub in mod.named_modules() if sub is not mod and isinstance(sub, kinds)]
+
+
 def find_activation_sites(gm: fx.GraphModule) -> tuple[list[ActivationSite], list[str]]:
     """Return ``(sites, problems)``: every convertible activation, and a description of every
     node a spiking neuron cannot replace (qualified name, what it is)."""
@@ -297,6 +305,13 @@ def find_activation_sites(gm: fx.GraphModule) -> tuple[list[ActivationSite], lis
                                 "equivalent")
                 continue
             if kind is None:
+                hidden = _hidden_activations(mod, node.target)
+                if hidden:
+                    problems.append(
+                        f"'{node.target}' ({type(mod).__name__}) is kept opaque (a leaf module) "
+                        f"but contains {', '.join(hidden)}: they would stay analog inside the "
+                        f"SNN; drop {type(mod).__name__} from leaf_modules and make its forward "
+                        "traceable, so that its activations become neurons")
                 continue
             uses = module_uses.get(node.target, 0)
             module_uses[node.target] = uses + 1
