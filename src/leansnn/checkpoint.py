@@ -185,6 +185,56 @@ def _first_line(e: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
+def _device(map_location: Any) -> torch.device | None:
+    """The device ``map_location`` names (a string or ``torch.device``), checked to be usable
+    here; ``None`` for a dict or callable (passed to ``torch.load`` as it is)."""
+    if not isinstance(map_location, (str, torch.device)):
+        if map_location is None or isinstance(map_location, dict) or (
+                callable(map_location) and not isinstance(map_location, torch.dtype)):
+            return None
+        raise CheckpointError(
+            f"map_location={map_location!r} is not a device (e.g. 'cpu', 'cuda:0'), a dict or "
+            "a function; to change the dtype, call model.to(dtype) after loading")
+    try:
+        dev = torch.device(map_location)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise CheckpointError(f"map_location={map_location!r} is not a device (e.g. 'cpu', "
+                              f"'cuda', 'cuda:1'): {_first_line(e, 120)}") from None
+    if dev.type != "meta":
+        try:
+            torch.empty(0, device=dev)
+        except Exception as e:  # not compiled in, no such GPU, ...
+            raise CheckpointError(
+                f"map_location={map_location!r}: this machine cannot hold tensors on {dev} "
+                f"({_first_line(e, 120)}); load with map_location='cpu'") from None
+    return dev
+
+
+def _to_device(value: Any, dev: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(dev)
+    if isinstance(value, list):
+        return [_to_device(v, dev) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_to_device(v, dev) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_device(v, dev) for k, v in value.items()}
+    return value
+
+
+def _match_dtypes(model: nn.Module, sd: dict) -> None:
+    """Give ``model``'s floating tensors the dtypes of the stored ones (a float64 or float16
+    model comes back as it was saved, not rounded into the builder's float32)."""
+    for mname, mod in model.named_modules(remove_duplicate=False):
+        prefix = f"{mname}." if mname else ""
+        for store in (mod._parameters, mod._buffers):
+            for n, t in store.items():
+                s = sd.get(prefix + n)
+                if (t is not None and isinstance(s, torch.Tensor) and t.dtype != s.dtype
+                        and t.is_floating_point() and s.is_floating_point()):
+                    t.data = t.data.to(s.dtype)
+
+
 def _read_archive(path: Path, map_location) -> dict:
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -312,11 +362,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     config is checked by :func:`load` (or :func:`validate_config`).
     """
     path = Path(path)
-    payload = _read_archive(path, map_location)
+    dev = _device(map_location)
+    on_meta = dev is not None and dev.type == "meta"  # no data there: verify on the CPU
+    payload = _read_archive(path, "cpu" if on_meta else map_location)
     _check_version(path, payload)
     meta = _parse_meta(path, payload)
     _check_state_dict(path, payload)
     _verify_digests(path, payload, meta)
+    if on_meta:
+        payload = _to_device(payload, dev)
     payload["meta"] = meta
     return payload
 
@@ -577,6 +631,10 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", *,
     except (ValueError, TypeError, RuntimeError, MemoryError) as e:
         raise CheckpointError(f"{path}: the recorded config of model {name!r} does not "
                               f"build: {_first_line(e)}") from None
+    _match_dtypes(model, payload["state_dict"])
+    dev = _device(map_location)
+    if dev is not None:
+        model.to(dev)
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as e:

@@ -12,6 +12,7 @@ import glob
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable
@@ -91,6 +92,40 @@ def _write_error(e: BaseException, path: Path) -> BaseException:
     return err
 
 
+def _check_target(path: str | os.PathLike) -> Path:
+    """``path`` as a ``Path`` whose folder exists (created if needed), or a clear
+    ``ValueError`` / ``OSError`` when it cannot name a file: empty, an existing folder, or a
+    folder part that is a file."""
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"output path must be a str or os.PathLike, got {type(path).__name__}")
+    text = os.fspath(path)
+    if not str(text).strip():
+        raise ValueError("output path is empty; give a file name such as 'out/model.lsnn'")
+    path = Path(path)
+    if path.is_dir() or str(text).endswith(("/", os.sep)) or path.name in ("", ".", ".."):
+        raise IsADirectoryError(
+            errno.EISDIR, f"cannot write {path}: it is a folder, not a file; give a file "
+            f"name inside it (e.g. {path / 'out.lsnn'})")
+    for parent in reversed(path.parents):
+        if parent.exists() and not parent.is_dir():
+            raise NotADirectoryError(
+                errno.ENOTDIR, f"cannot write {path}: {parent} is a file, not a folder; "
+                "choose another output path or move that file away")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _existing_mode(path: Path) -> int | None:
+    """Permission bits of the file at ``path`` if there is one (kept by the rewrite)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else None
+
+
 def atomic_write(path: str | os.PathLike, write_fn: Callable[[str], Any]) -> Path:
     """Call ``write_fn(tmp_path)`` then atomically rename ``tmp_path`` to ``path``.
 
@@ -100,8 +135,8 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[str], Any]) -> Pat
     raises :class:`DiskFullError` (an ``OSError``) and leaves the old file intact. Returns
     ``path`` as a ``Path``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _check_target(path)
+    mode = _existing_mode(path)
     remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp",
                                dir=path.parent)
@@ -110,10 +145,13 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[str], Any]) -> Pat
         write_fn(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        # mkstemp creates 0600 files; give the result the permissions of a plain open()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        # mkstemp creates 0600 files; give the result the permissions of a plain open():
+        # an existing file keeps its own, a new one gets 0666 less the umask
+        if mode is None:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException as e:
         if os.path.exists(tmp):
