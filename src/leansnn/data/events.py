@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 EVENT_DTYPE = np.dtype([("x", "<i2"), ("y", "<i2"), ("t", "<i8"), ("p", "i1")])
+_MAX_SPAN = 2**62  # µs; a wider range of timestamps in one call can only be corrupt data
 
 
 class EventError(ValueError):
@@ -48,9 +49,40 @@ def make_events(x, y, t, p) -> np.ndarray:
     if not (y.shape[0] == t.shape[0] == p.shape[0] == n):
         raise EventError(f"x, y, t, p must have the same length, got {x.shape[0]}, {y.shape[0]}, "
                          f"{t.shape[0]}, {p.shape[0]}")
+    for f, v in (("x", x), ("y", y), ("t", t), ("p", p)):
+        _check_fits(f, v)
     ev = np.empty(n, dtype=EVENT_DTYPE)
     ev["x"], ev["y"], ev["t"], ev["p"] = x, y, t, p
     return ev
+
+
+def _check_fits(field: str, v: np.ndarray, name: str = "events") -> None:
+    """Refuse values that :data:`EVENT_DTYPE` cannot hold: numpy would wrap them silently
+    (x = 65541 became x = 5, a uint64 time past 2**63 became negative, p = 256 became 0)."""
+    if v.size == 0 or v.dtype.kind == "b":
+        return
+    info = np.iinfo(EVENT_DTYPE[field])
+    if v.dtype.kind == "f":
+        finite = np.isfinite(v)
+        if not finite.all():
+            i = int(np.flatnonzero(~finite)[0])
+            raise EventError(f"{name}: {field}={v[i]} at event {i} is not a finite number")
+    elif v.dtype.kind not in "iu":
+        if v.dtype.kind != "O":
+            return  # strings and the like: refused (or converted) by the caller
+        try:
+            v = np.asarray([int(a) for a in v], dtype=object)
+        except (TypeError, ValueError, OverflowError):
+            return  # numpy's own conversion error is clear enough
+    lo, hi = v.min(), v.max()
+    if int(lo) >= info.min and int(hi) <= info.max:
+        return
+    i = int(np.flatnonzero((v < info.min) | (v > info.max))[0])
+    what = {"x": "a column (pixels)", "y": "a row (pixels)", "t": "a time in µs",
+            "p": "a polarity (0 or 1)"}[field]
+    raise EventError(f"{name}: {field}={v[i]} at event {i} is out of range for {what} "
+                     f"({info.dtype}: {info.min}..{info.max}); the data are corrupt or in "
+                     "other units")
 
 
 def as_events(events, ordering: str | None = None, name: str = "events") -> np.ndarray:
@@ -94,7 +126,7 @@ def as_events(events, ordering: str | None = None, name: str = "events") -> np.n
                          (p > 0).astype(np.int8) if p.dtype.kind in "ifb" else p)
     if ev.ndim != 1:
         raise EventError(f"{name}: expected a 1-D array of events, got shape {ev.shape}")
-    if ev.size > 1 and np.any(np.diff(ev["t"]) < 0):
+    if ev.size > 1 and np.any(ev["t"][1:] < ev["t"][:-1]):  # np.diff can overflow
         ev = ev[np.argsort(ev["t"], kind="stable")]
     return ev
 
@@ -138,7 +170,8 @@ def check_events(events: np.ndarray, sensor_size: tuple[int, int] | None = None,
                     f"{name}: {f}={v[bad[0]]} at event {bad[0]} is outside the sensor "
                     f"(H, W) = {tuple(sensor_size)}; pass the right sensor_size or crop")
     if sorted_in_time:
-        bad = np.flatnonzero(np.diff(events["t"]) < 0)
+        t = events["t"]
+        bad = np.flatnonzero(t[1:] < t[:-1])  # not np.diff: it overflows on huge times
         if bad.size:
             i = bad[0] + 1
             raise EventError(f"{name}: timestamps go backwards at event {i} "
@@ -187,12 +220,20 @@ def frames_from_batch(
             or np.any(np.diff(offsets) < 0):
         raise ValueError(f"offsets must be non-decreasing from 0 to len(events)={events.size}, "
                          f"got {offsets[:3]}...{offsets[-3:]} ({offsets.size} values)")
-    if T < 1:
-        raise ValueError(f"T must be >= 1, got {T}")
+    if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
+        raise ValueError(f"T must be an integer >= 1 (the number of frames), got {T!r}")
+    T = int(T)
     if by not in ("time", "count"):
         raise ValueError(f"by must be 'time' (equal time spans) or 'count' (equal event "
                          f"counts), got {by!r}")
-    h, w = (int(s) for s in sensor_size)
+    try:
+        h, w = (int(s) for s in sensor_size)
+        if any(int(s) != s or isinstance(s, bool) for s in sensor_size):
+            raise ValueError
+    except (TypeError, ValueError):
+        h = w = -1
+    if h < 1 or w < 1:
+        raise ValueError(f"sensor_size must be (H, W), two integers >= 1, got {sensor_size!r}")
     y0, x0, ch, cw, oh, ow = _spatial(h, w, downsample, crop)
     R = offsets.size - 1
     counts = np.diff(offsets)
@@ -201,6 +242,14 @@ def frames_from_batch(
     y = events["y"].astype(np.int64) - y0
     p = events["p"].astype(np.int64)
     t = events["t"].astype(np.int64)
+    if by == "time" and events.size:
+        lo, hi = int(t.min()), int(t.max())
+        if t_start is not None:
+            ts = np.asarray(t_start)
+            lo, hi = min(lo, int(ts.min())), max(hi, int(ts.max()))
+        if hi - lo >= _MAX_SPAN:
+            raise ValueError(f"timestamps (and t_start) span {lo}..{hi} µs, more than 2**62 "
+                             "µs (146,000 years): the times are corrupt")
     if by == "time":
         nonempty = counts > 0
         starts = offsets[:-1]
@@ -218,7 +267,11 @@ def frames_from_batch(
                 raise ValueError(f"duration must be >= 1 µs, got {duration}")
             span = np.full(R, int(duration), np.int64)
         rel = t - t0[rec]
-        b = (rel * T) // span[rec]
+        if rel.size and int(np.abs(rel).max()) * T >= 2**63:  # rel * T would overflow
+            b = ((rel.astype(object) * T) // span[rec].astype(object)).clip(-1, T)
+            b = b.astype(np.int64)
+        else:
+            b = (rel * T) // span[rec]
         keep = (rel >= 0) & (b < T)
     else:
         rank = np.arange(events.size, dtype=np.int64) - offsets[:-1][rec]

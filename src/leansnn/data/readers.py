@@ -70,6 +70,8 @@ DVS_GESTURE_CLASSES = (
 )
 _PACKET_HEADER = struct.Struct("<hhiiiiii")
 POLARITY_EVENT = 1
+_NMNIST_OVERFLOW_Y = 240  # a .bin record with this y marks a timestamp overflow
+_NMNIST_OVERFLOW_STEP = 2**13  # µs added to every later timestamp (the data sets' reader)
 
 
 class EventFormatError(FileFormatError):
@@ -103,33 +105,47 @@ def read_nmnist(path: str | os.PathLike,
     """Read one N-MNIST ``.bin`` sample into an event array (sorted by ``t``, µs).
 
     ``sensor_size = (H, W)`` bounds the addresses (34x34 for N-MNIST); an address outside it
-    means the file is corrupt. Raises :class:`EventFormatError` on a truncated file (size not
-    a multiple of 5 bytes) or a bad record, with the record's byte offset.
+    means the file is corrupt. A record with ``y == 240`` is a timestamp-overflow marker, not
+    an event (the ATIS convention of the data sets' own reader, Orchard's ``Read_Ndataset``
+    / ``eventvision.py``, followed by tonic): it is dropped and every later timestamp grows
+    by ``2**13``. Raises :class:`EventFormatError` on a truncated file (size not a multiple
+    of 5 bytes) or a bad record, with the record's byte offset.
     """
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e})") from None
-    kind = sniff_format(data[:16])
-    if kind is not None:
-        raise EventFormatError(path, 0, f"this is a {kind} file, not an N-MNIST/N-Caltech101 "
-                               "binary (.bin) recording")
+
+    def refuse(offset: int, why: str) -> EventFormatError:
+        # name a recognisable other format only once the bytes fail as a recording: a
+        # genuine recording may start with the same bytes (gzip's 1f 8b is x=31, y=139)
+        kind = sniff_format(data[:16])
+        if kind is not None:
+            return EventFormatError(path, 0, f"this is a {kind} file, not an N-MNIST/"
+                                    f"N-Caltech101 binary (.bin) recording ({why})")
+        return EventFormatError(path, offset, why)
+
     n, rest = divmod(len(data), 5)
     if rest:
-        raise EventFormatError(path, 5 * n, f"last record is {rest} of 5 bytes")
+        raise refuse(5 * n, f"last record is {rest} of 5 bytes")
     raw = np.frombuffer(data, np.uint8).reshape(n, 5).astype(np.int64)
     x, y = raw[:, 0], raw[:, 1]
+    t = ((raw[:, 2] & 0x7F) << 16) | (raw[:, 3] << 8) | raw[:, 4]
+    overflow = y == _NMNIST_OVERFLOW_Y
+    if overflow.any():
+        t = t + np.cumsum(overflow) * _NMNIST_OVERFLOW_STEP
+    keep = np.flatnonzero(~overflow)
     h, w = sensor_size
-    bad = np.flatnonzero((x >= w) | (y >= h))
+    bad = keep[(x[keep] >= w) | (y[keep] >= h)]
     if bad.size:
         i = int(bad[0])
-        raise EventFormatError(path, 5 * i, f"event {i} has address x={x[i]}, y={y[i]} outside "
-                               f"the {h}x{w} sensor")
-    ev = np.empty(n, EVENT_DTYPE)
-    ev["x"], ev["y"] = x, y
-    ev["p"] = raw[:, 2] >> 7
-    ev["t"] = ((raw[:, 2] & 0x7F) << 16) | (raw[:, 3] << 8) | raw[:, 4]
+        raise refuse(5 * i, f"event {i} has address x={x[i]}, y={y[i]} outside the {h}x{w} "
+                     "sensor")
+    ev = np.empty(keep.size, EVENT_DTYPE)
+    ev["x"], ev["y"] = x[keep], y[keep]
+    ev["p"] = raw[keep, 2] >> 7
+    ev["t"] = t[keep]
     return _sorted_by_time(ev)
 
 
