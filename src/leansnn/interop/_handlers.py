@@ -77,12 +77,29 @@ def conv2d(ctx: Ctx, m: nn.Conv2d, name: str, sig: NIRSignal) -> NIRSignal:
     ex = sig.example
     pad = m.padding if isinstance(m.padding, str) else tuple(int(p) for p in m.padding)
     bias = m.bias if m.bias is not None else torch.zeros(m.out_channels, dtype=m.weight.dtype)
+    weight, meta = m.weight.detach(), {}
+    if m.groups > 1:
+        # nir takes weight.shape[1] as the input channels, so a grouped weight fails its type
+        # check (nir.read refuses the file): write the equal dense block-diagonal weight and
+        # record the groups, which from_nir restores
+        weight, meta = ungroup_weight(weight, int(m.groups)), {META_KEY: {"groups": m.groups}}
     node = ctx.nir.Conv2d(
         input_shape=tuple(int(v) for v in ex.shape[-2:]) if ex is not None else None,
-        weight=_np(m.weight), stride=tuple(int(s) for s in m.stride), padding=pad,
-        dilation=tuple(int(d) for d in m.dilation), groups=int(m.groups), bias=_np(bias),
+        weight=_np(weight), stride=tuple(int(s) for s in m.stride), padding=pad,
+        dilation=tuple(int(d) for d in m.dilation), groups=1, bias=_np(bias), metadata=meta,
     )
     return ctx.add(name, node, sig, out)
+
+
+def ungroup_weight(w: torch.Tensor, groups: int) -> torch.Tensor:
+    """The dense ``[C_out, C_in, kh, kw]`` weight (zeros between the groups) of a grouped
+    convolution's ``[C_out, C_in / groups, kh, kw]`` weight: the same convolution."""
+    out_c, in_g = w.shape[0], w.shape[1]
+    out_g = out_c // groups
+    dense = w.new_zeros(out_c, in_g * groups, *w.shape[2:])
+    for g in range(groups):
+        dense[g * out_g:(g + 1) * out_g, g * in_g:(g + 1) * in_g] = w[g * out_g:(g + 1) * out_g]
+    return dense
 
 
 @register_nir_handler(nn.Linear)

@@ -15,6 +15,8 @@ with the NIR fields, so an edited graph is never overridden by stale metadata.
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from collections import Counter
 
@@ -305,12 +307,18 @@ def from_nir(graph_or_path, *, dt: float | None = None, T: int | None = None,
     """
     nir = require_nir()
     graph = _read(nir, graph_or_path)
+    where = "dt"
     if dt is None:
-        dt = float(_meta(graph.metadata).get("dt", DEFAULT_DT))
-    if not dt > 0:
-        raise ValueError(f"dt must be a positive time step in seconds, got {dt!r}")
-    if T is not None and (not isinstance(T, int) or T < 1):
+        dt, where = _meta(graph.metadata).get("dt", DEFAULT_DT), "the dt recorded in the graph"
+    if isinstance(dt, bool) or not isinstance(dt, numbers.Real) or not math.isfinite(dt) \
+            or not dt > 0:
+        raise ValueError(f"{where} must be a finite positive time step in seconds, got {dt!r}"
+                         + ("; pass dt= to from_nir" if where != "dt" else ""))
+    dt = float(dt)
+    if T is not None and (isinstance(T, bool) or not isinstance(T, numbers.Integral)
+                          or T < 1):
         raise ValueError(f"T must be a positive int or None, got {T!r}")
+    T = None if T is None else int(T)
     nodes, edges, group_meta, inp, outp = _flat_graph(nir, graph)
     problems: list[tuple[str, str]] = []
     for name, node in list(nodes.items()):  # numbers only, finite, missing biases as zeros
@@ -353,6 +361,9 @@ def _read(nir, graph_or_path):
     """The ``nir.NIRGraph`` given, or read from the path given."""
     if isinstance(graph_or_path, (str, os.PathLike)):
         path = os.fspath(graph_or_path)
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"NIR file {path} is a folder; give the file nir.write "
+                                    "wrote")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"NIR file {path} does not exist")
         try:
@@ -503,15 +514,33 @@ def _conv2d(nir, node, dt: float, meta: dict, name: str) -> nn.Module:
         pad = pad.decode("utf8")
     if not isinstance(pad, str):
         pad = tuple(int(p) for p in np.asarray(pad).reshape(-1))
-    m = nn.Conv2d(int(w.shape[1]) * int(node.groups), int(w.shape[0]),
+    groups = int(node.groups)
+    w, groups = _regroup(w, groups, meta.get("groups"))
+    m = nn.Conv2d(int(w.shape[1]) * groups, int(w.shape[0]),
                   tuple(int(k) for k in w.shape[2:]),
                   stride=tuple(int(s) for s in np.asarray(node.stride).reshape(-1)),
                   padding=pad,
                   dilation=tuple(int(d) for d in np.asarray(node.dilation).reshape(-1)),
-                  groups=int(node.groups), bias=True)
+                  groups=groups, bias=True)
     m.weight.data = w.clone()
     m.bias.data = torch.as_tensor(np.asarray(node.bias)).clone()
     return TimeFold(m)
+
+
+def _regroup(w: torch.Tensor, groups: int, recorded) -> tuple[torch.Tensor, int]:
+    """A dense weight leansnn wrote for a grouped convolution (``recorded`` groups, zeros
+    between them) back as the grouped weight; anything else unchanged."""
+    try:
+        g = int(recorded)
+    except (TypeError, ValueError):
+        return w, groups
+    if groups != 1 or g <= 1 or w.dim() != 4 or w.shape[0] % g or w.shape[1] % g:
+        return w, groups
+    out_g, in_g = w.shape[0] // g, w.shape[1] // g
+    blocks = [w[i * out_g:(i + 1) * out_g, i * in_g:(i + 1) * in_g] for i in range(g)]
+    if int(torch.count_nonzero(w)) != sum(int(torch.count_nonzero(b)) for b in blocks):
+        return w, groups  # not block-diagonal (edited): keep the dense convolution
+    return torch.cat(blocks), g
 
 
 def _pool2d(nir, node, dt: float, meta: dict, name: str) -> nn.Module:
