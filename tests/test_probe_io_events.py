@@ -2,6 +2,8 @@
 whose first bytes look like another format, values that do not fit the event dtype, huge
 timestamps and bad binning arguments."""
 
+import struct
+
 import numpy as np
 import pytest
 
@@ -111,3 +113,39 @@ def test_bad_binning_arguments_are_named(kw, match):
     args = dict(T=2, sensor_size=(4, 4)) | kw
     with pytest.raises(ValueError, match=match):
         to_frames(ev, args["T"], args["sensor_size"])
+
+
+# --- event folders: a stray timestamp with fixed-duration frames --------------------------
+
+def _aedat2(events) -> bytes:
+    out = bytearray(b"#!AER-DAT2.0\r\n")
+    for x, y, t in events:  # DVS128 address: y_raw << 8 | x_raw << 1 | OFF bit
+        out += struct.pack(">II", ((127 - x) << 8) | ((127 - y) << 1), t)
+    return bytes(out)
+
+
+def _cifar_root(tmp_path, stray_t):
+    from leansnn.data.event_folders import CIFAR10_DVS_CLASSES
+
+    root = tmp_path / "CIFAR10DVS"
+    for c in CIFAR10_DVS_CLASSES:
+        (root / c).mkdir(parents=True)
+        (root / c / "a_1.aedat").write_bytes(_aedat2([(1, 2, 10), (3, 4, 900)]))
+    (root / "cat" / "a_2.aedat").write_bytes(_aedat2([(1, 2, 10), (3, 4, stray_t)]))
+    return root
+
+
+@pytest.mark.parametrize("stray_t, dt_ms", [(2**32 - 1, 1.0), (2**31, 0.5), (600_000_000, 0.01)])
+def test_stray_timestamp_with_dt_ms_names_the_file(tmp_path, stray_t, dt_ms):
+    """A file whose span is hours long asked for tens of GiB of frames (MemoryError, or the
+    OOM killer) instead of naming the file."""
+    from leansnn.data import DataError
+    from leansnn.data.event_folders import cifar10_dvs
+
+    root = _cifar_root(tmp_path, stray_t)
+    with pytest.raises(DataError, match=r"a_2\.aedat: the sample spans .* corrupt"):
+        cifar10_dvs("all", root, T=2, dt_ms=dt_ms, use_cache=False, progress=False)
+    with pytest.warns(UserWarning, match=r"skipped 1 bad file.*a_2\.aedat"):
+        ds = cifar10_dvs("all", root, T=2, dt_ms=dt_ms, use_cache=False, progress=False,
+                         skip_bad_files=True)
+    assert len(ds) == 10

@@ -190,11 +190,27 @@ def _cut(ev: np.ndarray, s: Sample) -> tuple[np.ndarray, int, int]:
     return ev, t0, int(ev["t"][-1]) - t0 + 1
 
 
+_MAX_SAMPLE_COUNTS = 2**28  # frames x 2 x H x W of one sample (2 GiB of int64 counts)
+
+
 def _bin(ev: np.ndarray, t0: int, duration: int, fs: FrameSettings,
-         sensor: tuple[int, int]) -> np.ndarray:
-    """uint8 frames ``[L, 2, H, W]`` of one sample (``L = T``, or ``ceil(duration/dt)``)."""
+         sensor: tuple[int, int], where: str = "a recording") -> np.ndarray:
+    """uint8 frames ``[L, 2, H, W]`` of one sample (``L = T``, or ``ceil(duration/dt)``).
+
+    A sample whose time span needs more than 2**28 frame values with ``dt_us`` (a stray
+    timestamp hours away, a corrupt labels row) is a :class:`DataError` naming ``where``,
+    not an allocation of many gigabytes."""
     down, crop = fs.spatial(sensor)
     off = np.array([0, ev.size])
+    if fs.dt_us is not None:
+        n = max(1, -(-int(duration) // fs.dt_us))
+        h, w = fs.size
+        if n * 2 * h * w > _MAX_SAMPLE_COUNTS:
+            raise DataError(
+                f"{where}: the sample spans {duration / 1e6:.6g} s, {n:,} frames of "
+                f"{fs.dt_us} µs ({n * 2 * h * w * 8 / 2**30:.1f} GiB to bin); its timestamps "
+                "are probably corrupt (a stray event); fix or skip the file "
+                "(skip_bad_files=True), or use a larger dt_ms")
     if fs.dt_us is None:
         fr = frames_from_batch(ev, off, fs.T, sensor, by=fs.by, duration=duration,
                                t_start=t0, downsample=down, crop=crop, binary=fs.binary,
@@ -219,7 +235,7 @@ def _bin_files(task: tuple) -> list:
             frames, counts = [], []
             for s in samples:
                 g, t0, dur = _cut(ev, s)
-                frames.append(_bin(g, t0, dur, fs, sensor))
+                frames.append(_bin(g, t0, dur, fs, sensor, path))
                 counts.append(g.size)
             out.append((path, frames, counts))
         except DataError as e:
