@@ -100,3 +100,32 @@ def test_rewrite_keeps_the_permissions_of_the_existing_file(tmp_path, mode):
     assert stat.S_IMODE(p.stat().st_mode) == mode
     atomic_write(p, lambda tmp: open(tmp, "w").write("new"))
     assert stat.S_IMODE(p.stat().st_mode) == mode and p.read_text() == "new"
+
+
+@pytest.mark.parametrize("length", [230, 240, 250, 255])
+@pytest.mark.parametrize("char", ["a", "é"])
+def test_long_file_names_that_the_system_allows(tmp_path, length, char):
+    """A 240-byte name is legal, but '.<name>.<pid>-<random>.tmp' is not: every write to it
+    failed with 'File name too long'."""
+    n = (length - 5) // len(char.encode())
+    target = tmp_path / (char * n + ".lsnn")
+    assert len(target.name.encode()) <= 255
+    ls.save(_lif(), target)
+    ls.save(_lif(), target)  # a rewrite (stale temporaries looked up by the same name)
+    assert isinstance(ls.load(target), torch.nn.Module)
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+@pytest.mark.parametrize("other", ["m.csv", "m.lsnn", "m.1", "m.x.y"])
+def test_write_keeps_live_temporaries_of_files_sharing_the_name_start(tmp_path, other):
+    """Writing 'm' deleted '.m.csv.<pid>-xyz.tmp', another writer's file in progress, as a
+    stale temporary of its own."""
+    live = tmp_path / f".{other}.{os.getpid()}-abc123.tmp"
+    live.write_text("in progress")
+    write_text(tmp_path / "m", "hi")
+    ls.save(_lif(), tmp_path / "m")
+    assert live.exists()
+    stale = tmp_path / ".m.999999999-abc.tmp"  # a killed writer of 'm' itself
+    stale.write_text("x")
+    write_text(tmp_path / "m", "again")
+    assert not stale.exists() and live.exists()

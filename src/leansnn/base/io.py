@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import errno
 import glob
+import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -27,6 +29,7 @@ class DiskFullError(OSError):
     """A write ran out of space (or quota); the previous file at the target is intact."""
 
 
+_NAME_ROOM = 200  # bytes of a target's name kept in its temporaries' names (limit 255)
 _STALE_AGE = 3600.0  # seconds after which a temporary file of a live process counts as stale
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
@@ -41,24 +44,40 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _tmp_stem(name: str) -> str:
+    """The part of a temporary's name ``.<stem>.<pid>-<random>.tmp`` that stands for the
+    target ``name``: the name itself, or, when the temporary's name would pass the 255-byte
+    limit of file names, its start plus a digest of the whole."""
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) <= _NAME_ROOM:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:12]
+    return raw[:_NAME_ROOM - 13].decode("utf-8", "ignore") + "~" + digest
+
+
 def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
-    """Remove ``.<name>.*.tmp`` files beside ``path`` left by killed writes; return them.
+    """Remove ``.<name>.<pid>-<random>.tmp`` files beside ``path`` left by killed writes;
+    return them.
 
     A temporary file is stale when the process that wrote it (its pid is in the name) is
     gone, when its name records no pid (older writers), or when it has not changed for an
-    hour; the temporaries of live writers are kept.
+    hour; the temporaries of live writers are kept, and so are those of other files whose
+    names start with this one's (``model.csv`` beside ``model``).
     """
     path = Path(path)
+    stem = _tmp_stem(path.name)
+    mine = re.compile(rf"\.{re.escape(stem)}\.(?:(\d+)-)?[A-Za-z0-9_]+\.tmp")
     removed = []
     now = time.time()
     try:
-        siblings = list(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+        siblings = list(path.parent.glob(f".{glob.escape(stem)}.*.tmp"))
     except OSError:
         return removed
     for p in siblings:
-        middle = p.name[len(path.name) + 2:-4]
-        pid_text, dash, _ = middle.partition("-")
-        pid = int(pid_text) if dash and pid_text.isdigit() else None
+        match = mine.fullmatch(p.name)
+        if match is None:
+            continue  # the temporary of another file (``.model.csv.<pid>-x.tmp``)
+        pid = int(match.group(1)) if match.group(1) else None
         try:
             age = now - p.stat().st_mtime
         except OSError:
@@ -138,7 +157,7 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[str], Any]) -> Pat
     path = _check_target(path)
     mode = _existing_mode(path)
     remove_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp",
+    fd, tmp = tempfile.mkstemp(prefix=f".{_tmp_stem(path.name)}.{os.getpid()}-", suffix=".tmp",
                                dir=path.parent)
     os.close(fd)
     try:
