@@ -130,6 +130,10 @@ class Encoder(nn.Module):
             kw["generator"] = self._gen
         return encode(x, self.T, self.encoding, **kw)
 
+    def takes_static_input(self, x: torch.Tensor) -> bool:
+        """True unless ``x`` is already a sequence (``static_dims + 1`` dims)."""
+        return self.static_dims is None or x.dim() != self.static_dims + 1
+
     def extra_repr(self) -> str:
         opts = "".join(f", {k}={v!r}" for k, v in self.options.items())
         return f"encoding={self.encoding!r}, T={self.T}{opts}"

@@ -237,8 +237,8 @@ def _predict_pass(model: nn.Module, data: Any, *, batch_size: int, device: Any, 
     seconds = 0.0
     steps = None
     total = num_batches(data, batch_size, **limits)
-    for b in tqdm_progress(iter_batches(data, batch_size, **limits), total=total, desc=desc,
-                  leave=False, quiet=not progress):
+    batches = iter_batches(data, batch_size, **limits, model=model)
+    for b in tqdm_progress(batches, total=total, desc=desc, leave=False, quiet=not progress):
         x = b.x.to(device)
         t0 = time.perf_counter()
         out = model(x, **forward_kwargs)
@@ -330,7 +330,7 @@ def evaluate(
                 lim["max_samples"] = min(firing_max_samples,
                                          lim["max_samples"] or firing_max_samples)
             with counter:
-                for b in iter_batches(data, batch_size, **lim):
+                for b in iter_batches(data, batch_size, **lim, model=model):
                     model(b.x.to(device), **kw["forward_kwargs"])
     finally:
         model.train(was_training)

@@ -158,6 +158,10 @@ class TimeFold(nn.Module):
         y = self.layer(x.reshape(T * B, *x.shape[2:]))
         return y.reshape(T, B, *y.shape[1:])
 
+    def takes_static_input(self, x: torch.Tensor) -> bool:
+        """False: the input is time-major ``[T, B, ...]``."""
+        return False
+
 
 class RepeatTime(nn.Module):
     """Direct encoding layer: static ``[B, ...]`` -> ``[T, B, ...]``; passes ``[T, B, ...]``
@@ -176,6 +180,10 @@ class RepeatTime(nn.Module):
             f"expected a static input with {self.static_dims} dims [B, ...] or a sequence with "
             f"{self.static_dims + 1} dims [T, B, ...], got shape {tuple(x.shape)}"
         )
+
+    def takes_static_input(self, x: torch.Tensor) -> bool:
+        """True for a static input ``[B, ...]`` (``static_dims`` dims)."""
+        return x.dim() == self.static_dims
 
 
 class StaticStem(nn.Module):
@@ -209,4 +217,8 @@ class StaticStem(nn.Module):
             f"expected [B, ...] with {self.static_dims} dims or [T, B, ...] with "
             f"{self.static_dims + 1}, got shape {tuple(x.shape)}"
         )
+
+    def takes_static_input(self, x: torch.Tensor) -> bool:
+        """True for a static input ``[B, ...]`` (``static_dims`` dims)."""
+        return x.dim() == self.static_dims
 

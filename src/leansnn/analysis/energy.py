@@ -408,7 +408,8 @@ def energy(
     ``data``: anything :func:`leansnn.base.batching.iter_batches` reads (a tensor of inputs
     ``[N, ...]``, an ``(inputs, labels)`` pair, a ``Dataset``, a ``DataLoader``, an iterable
     of batches), read up to ``max_batches`` batches / ``max_samples`` samples; inputs are
-    counted as the labels of a batch, or the first dim of an unlabelled one.
+    counted as the labels of a batch, or the batch dim ``B`` of an unlabelled one (dim 1 of
+    a time-major ``[T, B, ...]`` input: :func:`leansnn.base.batching.input_is_static`).
     ``e_mac``, ``e_ac``: energy per multiply-accumulate and per accumulate, in pJ.
     Counting rules and formulas are in the module docstring; the model runs in eval mode.
 
@@ -426,7 +427,7 @@ def energy(
     model.eval()
     try:
         with counter:
-            for b in tqdm(iter_batches(data, batch_size, **limits), desc="energy",
+            for b in tqdm(iter_batches(data, batch_size, **limits, model=model), desc="energy",
                           total=num_batches(data, batch_size, **limits), leave=False,
                           disable=not progress):
                 model(b.x.to(device))

@@ -25,30 +25,68 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
 
 __all__ = ["Batch", "BatchError", "iter_batches", "num_batches", "check_limit",
-           "batch_indices"]
+           "batch_indices", "input_is_static"]
 
 
 class BatchError(ValueError):
     """Data that cannot be read as batches (the message names the batch and the fix)."""
 
 
-class Batch(NamedTuple):
-    """One batch: inputs ``x`` (float; ``[B, ...]`` static or ``[T, B, ...]`` time-major)
-    and labels ``y`` (int ``[B]``) or ``None`` for unlabelled data."""
+class Batch(tuple):
+    """One batch, the pair ``(x, y)``: inputs ``x`` (float; ``[B, ...]`` static or
+    ``[T, B, ...]`` time-major) and labels ``y`` (int ``[B]``) or ``None`` for unlabelled
+    data; ``batch_dim`` is the dim of ``x`` that holds the samples (0 static, 1 time-major).
+    Unpacks as ``x, y = batch``."""
 
-    x: torch.Tensor
-    y: torch.Tensor | None
+    batch_dim: int
+
+    def __new__(cls, x: torch.Tensor, y: torch.Tensor | None, batch_dim: int = 0) -> Batch:
+        b = super().__new__(cls, (x, y))
+        b.batch_dim = int(batch_dim)
+        return b
+
+    def __getnewargs__(self) -> tuple:  # pickling (DataLoader workers), copy
+        return (self[0], self[1], self.batch_dim)
+
+    @property
+    def x(self) -> torch.Tensor:
+        return self[0]
+
+    @property
+    def y(self) -> torch.Tensor | None:
+        return self[1]
+
+    def __repr__(self) -> str:
+        y = None if self.y is None else tuple(self.y.shape)
+        return f"Batch(x={tuple(self.x.shape)}, y={y}, batch_dim={self.batch_dim})"
 
     @property
     def size(self) -> int:
-        """Number of samples: ``len(y)`` when labelled, else the first dim of ``x``."""
-        return int(self.y.shape[0]) if self.y is not None else int(self.x.shape[0])
+        """Number of samples: ``len(y)`` when labelled, else ``x.shape[batch_dim]``."""
+        return int(self.y.shape[0]) if self.y is not None else int(self.x.shape[self.batch_dim])
+
+
+def input_is_static(model: Any, x: torch.Tensor) -> bool | None:
+    """Whether ``model`` reads ``x`` as a static ``[B, ...]`` input (True) or a time-major
+    ``[T, B, ...]`` one (False).
+
+    Asked of the first module of ``model.modules()`` that answers: leansnn modules that see
+    the input first declare ``takes_static_input(x) -> bool`` (encoders, ``RepeatTime`` /
+    ``StaticStem``, converted SNNs, NIR networks say from ``x.dim()``; ``TimeFold`` and
+    spiking neurons always read ``[T, B, ...]``). ``None`` when no module answers (a plain
+    ANN; its inputs are static)."""
+    modules = model.modules() if hasattr(model, "modules") else ()
+    for m in modules:
+        ask = getattr(m, "takes_static_input", None)
+        if callable(ask):
+            return bool(ask(x))
+    return None
 
 
 def check_limit(value: Any, name: str) -> int | None:
@@ -105,6 +143,8 @@ def _as_batch(item: Any, i: int) -> Batch:
         if y.dim() != 1 or y.is_floating_point():
             raise BatchError(f"batch {i}: labels must be an integer tensor [B], got "
                              f"{y.dtype} of shape {tuple(y.shape)}")
+        if x.dim() >= 2 and x.shape[0] != y.shape[0] and x.shape[1] == y.shape[0]:
+            return Batch(x, y, 1)  # time-major inputs [T, B, ...]
     return Batch(x, y)
 
 
@@ -153,22 +193,31 @@ def _source(data: Any, batch_size: int, shuffle: bool, seed: int, drop_last: boo
 
 def iter_batches(data: Any, batch_size: int = 256, *, shuffle: bool = False, seed: int = 0,
                  drop_last: bool = False, max_batches: int | None = None,
-                 max_samples: int | None = None) -> Iterator[Batch]:
+                 max_samples: int | None = None, model: Any = None) -> Iterator[Batch]:
     """Yield :class:`Batch` es from ``data`` (see the module docstring for what is accepted).
 
     ``batch_size``, ``shuffle``, ``seed`` and ``drop_last`` apply where leansnn does the
     batching (tensors, pairs, data sets); a loader or iterable of batches is read as it is.
-    Stops after ``max_batches`` batches or ``max_samples`` samples (the last batch cut).
+    Stops after ``max_batches`` batches or ``max_samples`` samples (the last batch cut along
+    its samples). Where the samples of a batch lie: along the labels for a labelled batch;
+    for an unlabelled one, dim 1 if ``model`` reads it as time-major ``[T, B, ...]`` (see
+    :func:`input_is_static`), else dim 0 -- pass the ``model`` the batches are for.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     check_limit(max_batches, "max_batches")
     check_limit(max_samples, "max_samples")
     seen = 0
+    static: dict[int, bool | None] = {}  # input_is_static by input dims
     for i, item in enumerate(_source(data, batch_size, shuffle, seed, drop_last)):
         if max_batches is not None and i >= max_batches:
             return
         b = _as_batch(item, i)
+        if b.y is None and model is not None:
+            if b.x.dim() not in static:
+                static[b.x.dim()] = input_is_static(model, b.x)
+            if static[b.x.dim()] is False:
+                b = Batch(b.x, b.y, 1)
         if max_samples is not None:
             left = max_samples - seen
             if left <= 0:
@@ -180,10 +229,8 @@ def iter_batches(data: Any, batch_size: int = 256, *, shuffle: bool = False, see
 
 
 def _cut(b: Batch, n: int) -> Batch:
-    if b.y is not None and b.x.dim() >= 2 and b.x.shape[0] != b.y.shape[0] and (
-            b.x.shape[1] == b.y.shape[0]):  # time-major inputs [T, B, ...]
-        return Batch(b.x[:, :n], b.y[:n])
-    return Batch(b.x[:n], None if b.y is None else b.y[:n])
+    x = b.x[:, :n] if b.batch_dim == 1 else b.x[:n]
+    return Batch(x, None if b.y is None else b.y[:n], b.batch_dim)
 
 
 def num_batches(data: Any, batch_size: int, *, drop_last: bool = False,

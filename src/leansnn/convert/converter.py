@@ -699,6 +699,10 @@ class ConvertedSNN(nn.Module):
         return ok and not self.approximate, reasons
 
     # -- running --------------------------------------------------------------------------
+    def takes_static_input(self, x: torch.Tensor) -> bool:
+        """True for a static input ``[B, ...]`` (``input_dims`` dims; repeated over T)."""
+        return self.input_dims is not None and x.dim() == self.input_dims
+
     def _check_input(self, x: Any) -> bool:
         if not isinstance(x, torch.Tensor):
             raise ValueError(f"converted SNN input: expected a torch.Tensor, got "

@@ -17,13 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..convert.converter import ConvertedSNN
-from ..layers import RepeatTime, StaticStem, TimeFold
-from ..neuron import SpikingNeuron
+from ..base.batching import input_is_static as _input_is_static
 from . import _handlers  # noqa: F401  (registers the built-in handlers)
 from ._common import DEFAULT_DT, META_KEY, require_nir
 from ._context import NIRExportContext, NIRSignal
-from ._import import NIRNetwork
 
 __all__ = ["to_nir", "NIRExportError", "input_is_static"]
 
@@ -44,16 +41,7 @@ def input_is_static(model: nn.Module, x: torch.Tensor) -> bool:
     """True if ``x`` is a static ``[B, ...]`` input that ``model`` repeats over time itself
     (a converted network, a ``StaticStem`` / ``RepeatTime`` first, or a ``from_nir`` network
     built with ``T=``), False if it is the time-major ``[T, B, ...]`` input."""
-    for m in model.modules():
-        if isinstance(m, ConvertedSNN):
-            return m.input_dims is not None and x.dim() == m.input_dims
-        if isinstance(m, NIRNetwork):
-            return m.T is not None and x.dim() == len(m.input_shape) + 1
-        if isinstance(m, (StaticStem, RepeatTime)):
-            return x.dim() == m.static_dims
-        if isinstance(m, (SpikingNeuron, TimeFold)):
-            return False
-    return False
+    return bool(_input_is_static(model, x))
 
 
 def to_nir(

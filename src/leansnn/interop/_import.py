@@ -148,6 +148,10 @@ class NIRNetwork(nn.Module):
         self.input_shape = tuple(int(s) for s in input_shape)
         self.T = T
 
+    def takes_static_input(self, x: torch.Tensor) -> bool:
+        """True for a static ``[B, *input_shape]`` input (repeated over ``T``; needs ``T``)."""
+        return self.T is not None and x.dim() == len(self.input_shape) + 1
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor):
             raise ValueError(f"NIRNetwork input: expected a torch.Tensor, got {type(x).__name__}")

@@ -228,6 +228,10 @@ class SpikingNeuron(nn.Module):
         for fn in list(self._observers):
             fn(self, spikes, potential)
 
+    def takes_static_input(self, x: torch.Tensor) -> bool:
+        """False: a neuron reads time-major ``[T, B, ...]`` input."""
+        return False
+
     #: True for neurons whose step t depends only on steps 0..t (they have :meth:`step`)
     causal: bool = False
 
