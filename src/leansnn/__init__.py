@@ -22,7 +22,7 @@ _LAZY = {
     "attention": ("leansnn.attention", None),
     "QCFS": ("leansnn.activations", "QCFS"),
     "activations": ("leansnn.activations", None),
-    "convert": ("leansnn.convert", "convert"),
+    "convert": ("leansnn.convert", None),  # the package, callable as convert()
     "conversion": ("leansnn.convert", None),
     "analysis": ("leansnn.analysis", None),
     "interop": ("leansnn.interop", None),
