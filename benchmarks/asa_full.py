@@ -113,8 +113,9 @@ def analyze_argv(folder: Path, threads: int) -> list[str]:
 def state(a: argparse.Namespace, run: Run) -> tuple[str, int]:
     """(``done`` | ``analyse`` | ``partial`` | ``todo``, epochs finished)."""
     folder = Path(a.runs) / run.name
-    if (folder / "analysis" / "metrics.json").exists():
-        return "done", a.epochs
+    if (folder / "analysis" / "metrics.json").exists() or (RESULTS / run.name /
+                                                            "metrics.json").exists():
+        return "done", a.epochs  # finished here, or earlier and committed (--report)
     if (folder / "report.json").exists() and (folder / "model.lsnn").exists():
         return "analyse", a.epochs
     ckpt = folder / "model.lsnn.train"

@@ -56,6 +56,7 @@ def test_state_and_report_from_finished_runs(script, tmp_path, monkeypatch):
     a = _args(script, tmp_path, "--plan", "main", "lam", "--seeds", "0", "1",
               "--ablation-seeds", "0", "--epochs", "2")
     plan = script.make_plan(a)
+    monkeypatch.setattr(script, "RESULTS", tmp_path / "results")
     assert all(script.state(a, r) == ("todo", 0) for r in plan)
     layers = ["lif1", "lif2", "lif_out"]
     for i, run in enumerate(plan):
@@ -72,7 +73,6 @@ def test_state_and_report_from_finished_runs(script, tmp_path, monkeypatch):
             k: {"rate": nasfr} for k in layers}}, "energy": {"sops": 2e6, "energy_pj": 3e6}}]}
         (d / "analysis" / "metrics.json").write_text(json.dumps(met))
         assert script.state(a, run) == ("done", 2)
-    monkeypatch.setattr(script, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(script, "ROOT", tmp_path)
     (tmp_path / "benchmarks" / "results").mkdir(parents=True)
     a.analyze_best = False
@@ -87,3 +87,9 @@ def test_state_and_report_from_finished_runs(script, tmp_path, monkeypatch):
     assert "| LIF-SNN + ASA, width 8 | 0 | +1.00 | -50.0 | +0.0 |" in md
     assert (tmp_path / "results" / "w8_asa_s1" / "metrics.json").exists()
     assert (tmp_path / "benchmarks" / "results" / "asa_full_curves.png").stat().st_size > 0
+
+    # the committed results count as finished on a machine without the runs folder
+    a.runs = str(tmp_path / "elsewhere")
+    assert all(script.state(a, r) == ("done", 2) for r in plan)
+    assert script.print_status(a, plan) == 0
+    assert script.report(a, plan) == md
