@@ -149,3 +149,35 @@ def test_stray_timestamp_with_dt_ms_names_the_file(tmp_path, stray_t, dt_ms):
         ds = cifar10_dvs("all", root, T=2, dt_ms=dt_ms, use_cache=False, progress=False,
                          skip_bad_files=True)
     assert len(ds) == 10
+
+
+# --- DVS128 Gesture labels ----------------------------------------------------------------
+
+_HEAD = b"class,startTime_usec,endTime_usec"
+
+
+@pytest.mark.parametrize("data", [
+    b"\xef\xbb\xbf" + _HEAD + b"\r\n3,10,20\r\n",   # saved by a spreadsheet: UTF-8 BOM
+    b"\n" + _HEAD + b"\n3,10,20\n",                  # a blank line first
+    b"\r\n\r\n" + _HEAD + b"\r\n3,10,20\r\n\r\n",
+    b"\xef\xbb\xbf\n" + _HEAD + b"\n3, 10, 20\n",
+])
+def test_labels_with_bom_or_leading_blank_lines(tmp_path, data):
+    from leansnn.data.readers import read_dvs_gesture_labels
+
+    f = tmp_path / "user01_led_labels.csv"
+    f.write_bytes(data)
+    assert read_dvs_gesture_labels(f).tolist() == [[3, 10, 20]]
+
+
+@pytest.mark.parametrize("row", [b"1,0,100000000000000000000", b"1,0,9223372036854775808",
+                                 b"1,-99999999999999999999,5"])
+def test_labels_times_past_int64_name_the_line(tmp_path, row):
+    """A time past int64 crashed with 'OverflowError: Python int too large to convert to C
+    long' naming neither the file nor the line."""
+    from leansnn.data.readers import read_dvs_gesture_labels
+
+    f = tmp_path / "u_labels.csv"
+    f.write_bytes(_HEAD + b"\n2,0,5\n" + row + b"\n")
+    with pytest.raises(EventFormatError, match=r"u_labels\.csv: line 3.*byte offset 40"):
+        read_dvs_gesture_labels(f)

@@ -46,6 +46,7 @@ and the byte offset where reading failed.
 
 from __future__ import annotations
 
+import codecs
 import os
 import struct
 from pathlib import Path
@@ -244,13 +245,16 @@ def read_dvs_gesture_labels(path: str | os.PathLike) -> np.ndarray:
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e})") from None
     rows: list[tuple[int, int, int]] = []
-    pos = 0
-    for i, line in enumerate(data.split(b"\n")):
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0  # saved by Excel
+    pos = bom
+    header = True
+    for i, line in enumerate(data[bom:].split(b"\n")):
         start, pos = pos, pos + len(line) + 1
         text = line.strip().decode("ascii", "replace")
         if not text:
             continue
-        if i == 0:
+        if header:  # the first line that is not blank
+            header = False
             if text.replace(" ", "") != "class,startTime_usec,endTime_usec":
                 raise EventFormatError(path, 0, f"header {text!r}, expected "
                                        "'class,startTime_usec,endTime_usec'")
@@ -261,7 +265,7 @@ def read_dvs_gesture_labels(path: str | os.PathLike) -> np.ndarray:
         except ValueError:
             raise EventFormatError(path, start, f"line {i + 1}: {text!r} is not three "
                                    "integers") from None
-        if not 1 <= cls <= len(DVS_GESTURE_CLASSES) or t1 <= t0 or t0 < 0:
+        if not 1 <= cls <= len(DVS_GESTURE_CLASSES) or t1 <= t0 or t0 < 0 or t1 >= 2**63:
             raise EventFormatError(path, start, f"line {i + 1}: class {cls} (expected 1-"
                                    f"{len(DVS_GESTURE_CLASSES)}) or times {t0}..{t1} invalid")
         rows.append((cls, t0, t1))
