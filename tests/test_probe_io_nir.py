@@ -105,3 +105,20 @@ def test_T_as_any_integer(T):
 def test_folder_path_is_named(tmp_path):
     with pytest.raises(IsADirectoryError, match="is a folder"):
         from_nir(tmp_path)
+
+
+@pytest.mark.parametrize("dt, ok", [
+    (np.float32(1e-4), True), (np.float64(2e-4), True), (1, True),
+    (True, False), (float("nan"), False), (float("inf"), False), ("1e-4", False), (0.0, False),
+])
+def test_to_nir_dt_any_real_number(dt, ok):
+    """np.float32 dt was refused as 'not positive'; dt=True was taken as 1 s."""
+    m = nn.Sequential(TimeFold(nn.Linear(4, 3)), ls.LIF(decay=0.5, threshold=0.3)).eval()
+    x = torch.rand(2, 1, 4)
+    if ok:
+        g = to_nir(m, x, dt=dt)
+        assert g.metadata["leansnn"]["dt"] == float(dt)
+        assert torch.equal(from_nir(g)(x), m(x))
+    else:
+        with pytest.raises(ValueError, match="dt must be a finite positive"):
+            to_nir(m, x, dt=dt)

@@ -12,6 +12,7 @@ names them all with what to do. Nothing is approximated silently.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -80,8 +81,10 @@ def to_nir(
     nir = require_nir()
     if soft_reset not in ("subgraph", "error"):
         raise ValueError(f"soft_reset must be 'subgraph' or 'error', got {soft_reset!r}")
-    if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
-        raise ValueError(f"dt must be a positive time step in seconds, got {dt!r}")
+    if isinstance(dt, bool) or not isinstance(dt, numbers.Real) or not math.isfinite(dt) \
+            or not dt > 0:
+        raise ValueError(f"dt must be a finite positive time step in seconds, got {dt!r}")
+    dt = float(dt)
     if not isinstance(example_input, torch.Tensor):
         raise ValueError(
             f"example_input must be a torch.Tensor, got {type(example_input).__name__}"
