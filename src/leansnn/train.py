@@ -196,10 +196,13 @@ def _rng_state() -> dict:
 
 
 def _set_rng_state(st: dict) -> None:
-    torch.set_rng_state(st["torch"])
+    # a checkpoint loaded with map_location=<cuda device> holds these on the GPU; the CPU
+    # generators take CPU tensors
+    torch.set_rng_state(st["torch"].cpu())
     py = st["python"]
     random.setstate((3, tuple(int(v) for v in py[:-1]), None))
-    np.random.set_state(("MT19937", st["numpy"].numpy().astype(np.uint32), st["numpy_pos"]))
+    np.random.set_state(("MT19937", st["numpy"].cpu().numpy().astype(np.uint32),
+                         st["numpy_pos"]))
 
 
 _unwrap = D.unwrap

@@ -22,6 +22,7 @@ vectorised; the emulated data set uses it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -196,25 +197,9 @@ def _spatial(h: int, w: int, downsample: int, crop) -> tuple[int, int, int, int,
     return y0, x0, ch, cw, -(-ch // downsample), -(-cw // downsample)
 
 
-def frames_from_batch(
-    events: np.ndarray,
-    offsets: np.ndarray,
-    T: int,
-    sensor_size: tuple[int, int],
-    by: str = "time",
-    duration: int | None = None,
-    t_start: int | np.ndarray | None = None,
-    downsample: int = 1,
-    crop: Sequence[int] | None = None,
-    binary: bool = False,
-    dtype=np.float32,
-) -> np.ndarray:
-    """Bin ``R`` recordings, concatenated in ``events``, into ``[R, T, 2, H', W']`` frames.
-
-    Recording ``r`` is ``events[offsets[r]:offsets[r + 1]]`` (``offsets``: ``R + 1`` indices)
-    and must be sorted in time. See :func:`to_frames` for the other arguments; ``t_start``
-    may be one value or one per recording.
-    """
+def _check_frame_args(events: np.ndarray, offsets: Any, T: Any, sensor_size: Any,
+                      by: str) -> tuple[np.ndarray, int, int, int]:
+    """Validated ``(offsets, T, H, W)`` of :func:`frames_from_batch`."""
     offsets = np.asarray(offsets, dtype=np.int64)
     if offsets.ndim != 1 or offsets.size < 1 or offsets[0] != 0 or offsets[-1] != events.size \
             or np.any(np.diff(offsets) < 0):
@@ -234,6 +219,66 @@ def frames_from_batch(
         h = w = -1
     if h < 1 or w < 1:
         raise ValueError(f"sensor_size must be (H, W), two integers >= 1, got {sensor_size!r}")
+    return offsets, T, h, w
+
+
+def _time_bins(t: np.ndarray, offsets: np.ndarray, counts: np.ndarray, rec: np.ndarray,
+               T: int, duration: int | None, t_start: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Frame index of each event when binning by time, and which events fall in a frame."""
+    R = counts.size
+    if t.size:
+        lo, hi = int(t.min()), int(t.max())
+        if t_start is not None:
+            ts = np.asarray(t_start)
+            lo, hi = min(lo, int(ts.min())), max(hi, int(ts.max()))
+        if hi - lo >= _MAX_SPAN:
+            raise ValueError(f"timestamps (and t_start) span {lo}..{hi} µs, more than 2**62 "
+                             "µs (146,000 years): the times are corrupt")
+    nonempty = counts > 0
+    starts = offsets[:-1]
+    if t_start is None:
+        t0 = np.zeros(R, np.int64)
+        t0[nonempty] = t[starts[nonempty]]
+    else:
+        t0 = np.broadcast_to(np.asarray(t_start, np.int64), (R,))
+    if duration is None:
+        last = np.zeros(R, np.int64)
+        last[nonempty] = t[offsets[1:][nonempty] - 1]
+        span = np.maximum(last - t0 + 1, 1)
+    else:
+        if duration < 1:
+            raise ValueError(f"duration must be >= 1 µs, got {duration}")
+        span = np.full(R, int(duration), np.int64)
+    rel = t - t0[rec]
+    if rel.size and int(np.abs(rel).max()) * T >= 2**63:  # rel * T would overflow
+        b = ((rel.astype(object) * T) // span[rec].astype(object)).clip(-1, T)
+        b = b.astype(np.int64)
+    else:
+        b = (rel * T) // span[rec]
+    keep = (rel >= 0) & (b < T)
+    return b, keep
+
+
+def frames_from_batch(
+    events: np.ndarray,
+    offsets: np.ndarray,
+    T: int,
+    sensor_size: tuple[int, int],
+    by: str = "time",
+    duration: int | None = None,
+    t_start: int | np.ndarray | None = None,
+    downsample: int = 1,
+    crop: Sequence[int] | None = None,
+    binary: bool = False,
+    dtype=np.float32,
+) -> np.ndarray:
+    """Bin ``R`` recordings, concatenated in ``events``, into ``[R, T, 2, H', W']`` frames.
+
+    Recording ``r`` is ``events[offsets[r]:offsets[r + 1]]`` (``offsets``: ``R + 1`` indices)
+    and must be sorted in time. See :func:`to_frames` for the other arguments; ``t_start``
+    may be one value or one per recording.
+    """
+    offsets, T, h, w = _check_frame_args(events, offsets, T, sensor_size, by)
     y0, x0, ch, cw, oh, ow = _spatial(h, w, downsample, crop)
     R = offsets.size - 1
     counts = np.diff(offsets)
@@ -242,37 +287,8 @@ def frames_from_batch(
     y = events["y"].astype(np.int64) - y0
     p = events["p"].astype(np.int64)
     t = events["t"].astype(np.int64)
-    if by == "time" and events.size:
-        lo, hi = int(t.min()), int(t.max())
-        if t_start is not None:
-            ts = np.asarray(t_start)
-            lo, hi = min(lo, int(ts.min())), max(hi, int(ts.max()))
-        if hi - lo >= _MAX_SPAN:
-            raise ValueError(f"timestamps (and t_start) span {lo}..{hi} µs, more than 2**62 "
-                             "µs (146,000 years): the times are corrupt")
     if by == "time":
-        nonempty = counts > 0
-        starts = offsets[:-1]
-        if t_start is None:
-            t0 = np.zeros(R, np.int64)
-            t0[nonempty] = t[starts[nonempty]]
-        else:
-            t0 = np.broadcast_to(np.asarray(t_start, np.int64), (R,))
-        if duration is None:
-            last = np.zeros(R, np.int64)
-            last[nonempty] = t[offsets[1:][nonempty] - 1]
-            span = np.maximum(last - t0 + 1, 1)
-        else:
-            if duration < 1:
-                raise ValueError(f"duration must be >= 1 µs, got {duration}")
-            span = np.full(R, int(duration), np.int64)
-        rel = t - t0[rec]
-        if rel.size and int(np.abs(rel).max()) * T >= 2**63:  # rel * T would overflow
-            b = ((rel.astype(object) * T) // span[rec].astype(object)).clip(-1, T)
-            b = b.astype(np.int64)
-        else:
-            b = (rel * T) // span[rec]
-        keep = (rel >= 0) & (b < T)
+        b, keep = _time_bins(t, offsets, counts, rec, T, duration, t_start)
     else:
         rank = np.arange(events.size, dtype=np.int64) - offsets[:-1][rec]
         b = (rank * T) // np.maximum(counts[rec], 1)
