@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -174,8 +175,8 @@ class _LayerStats:
             self.hist = torch.zeros(T, self.cfg.bins, **f64)
             self.under = torch.zeros(T, **f64)
             self.over = torch.zeros(T, **f64)
-            self.u_sum = torch.zeros(T, **f64)
-            self.u_sq = torch.zeros(T, **f64)
+            self.u_mean = torch.zeros(T, **f64)  # running mean and sum of squared deviations
+            self.u_m2 = torch.zeros(T, **f64)  # per step (merged batch by batch, Chan et al.)
             self.u_above = torch.zeros(T, **f64)
             self.u_window = torch.zeros(T, **f64)
             self.u_seen = torch.zeros(T, **f64)  # values in the histogram / window counts
@@ -246,6 +247,7 @@ class _LayerStats:
         bins = self.cfg.bins
         w = (self.hi - self.lo) / bins
         m = u[0].numel()
+        n_before = self.u_n
         self.u_n += m
         cap = self.cfg.potential_sample
         stride = 1 if cap is None or m <= cap else _prime_at_least(math.ceil(m / cap))
@@ -259,8 +261,7 @@ class _LayerStats:
             ut = u[t]
             if ut.dtype not in (torch.float32, torch.float64):
                 ut = ut.float()
-            self.u_sum[t] += ut.sum().double()
-            self.u_sq[t] += torch.linalg.vector_norm(ut).double().square()
+            self._moments(t, ut, n_before, m)
             if stride > 1:
                 v = ut.reshape(-1)[::stride].contiguous()
                 tb = th_s if per_channel else th
@@ -281,6 +282,16 @@ class _LayerStats:
             self.under[t] += h[0]
             self.over[t] += h[-1]
 
+    def _moments(self, t: int, ut: torch.Tensor, n_a: int, n_b: int) -> None:
+        """Fold the mean and variance of step ``t`` of one batch into the running ones:
+        ``E[u^2] - E[u]^2`` in float32 loses every digit of a small spread about a large
+        mean; two-pass batch moments merged by Chan's rule keep them."""
+        var_b, mean_b = torch.var_mean(ut, correction=0)
+        delta = mean_b.double() - self.u_mean[t]
+        n = n_a + n_b
+        self.u_mean[t] += delta * (n_b / n)
+        self.u_m2[t] += var_b.double() * n_b + delta.square() * (n_a * n_b / n)
+
     def _capture(self, s: torch.Tensor, u: torch.Tensor | None) -> None:
         have = 0 if self.captured_s is None else self.captured_s.shape[1]
         k = min(self.cfg.capture - have, s.shape[1])
@@ -300,7 +311,7 @@ class _LayerStats:
         ev = self.events.summary()
         per_neuron = self.neuron_counts  # [N]
         prev_spikes = self.prev_spikes
-        p_step = (self.joint / prev_spikes.clamp_min(1)).tolist()
+        p_step = _safe_div(self.joint, prev_spikes)  # None: no spike at t-1 to re-fire
         th = self.threshold
         out = {
             "type": self.kind,
@@ -340,11 +351,12 @@ class _LayerStats:
         if not self.has_u or self.u_n == 0:
             return None
         m = self.u_n  # values per step
-        mean_t = self.u_sum / m
-        var_t = (self.u_sq / m - mean_t.square()).clamp_min(0)
+        mean_t = self.u_mean
+        var_t = (self.u_m2 / m).clamp_min(0)
         total_n = m * self.T
-        mean = float(self.u_sum.sum()) / total_n
-        var = max(float(self.u_sq.sum()) / total_n - mean * mean, 0.0)
+        mean = float(mean_t.mean())
+        var = max(float(self.u_m2.sum() + m * (mean_t - mean).square().sum()) / total_n, 0.0)
+        binned = float(self.hist.sum() + self.under.sum() + self.over.sum())
         return {
             "mean": mean,
             "std": math.sqrt(var),
@@ -362,6 +374,8 @@ class _LayerStats:
             "underflow": float(self.under.sum() / self.u_seen.sum()),
             "overflow": float(self.over.sum() / self.u_seen.sum()),
             "sampled_values": float(self.u_seen.sum()),
+            # NaN potentials fall in no bin (nor under/overflow, nor >= θ)
+            "nan_fraction": 1.0 - binned / float(self.u_seen.sum()),
         }
 
 
@@ -388,9 +402,12 @@ class Monitor:
         stats = mon.summary()
 
     Every :class:`~leansnn.neuron.SpikingNeuron` (LIF, IF, conversion neurons, ...) is found
-    by type; layers are keyed by their qualified module name. Per layer the monitor keeps
-    ``O(T·N + T·bins)`` numbers, independent of how many samples are seen; ``capture=k``
-    additionally keeps the full tensors of the first ``k`` samples (for pictures).
+    by type; layers are keyed by their qualified module name. A neuron module called k times
+    in one forward pass of ``model`` (applied at several places, or step by step) is k
+    layers: ``name``, ``name#2``, ..., ``name#k`` (the k-th call of each pass), so every
+    layer's rate is over its own neurons and ``samples`` counts each input once. Per layer
+    the monitor keeps ``O(T·N + T·bins)`` numbers, independent of how many samples are seen;
+    ``capture=k`` additionally keeps the full tensors of the first ``k`` samples (pictures).
     The statistics are computed without gradients and do not change the model's outputs.
 
     Metrics in :meth:`summary` (notation in the module docstring; sums run over all samples
@@ -416,7 +433,7 @@ class Monitor:
     * ``potential``: mean and std of :math:`u`; ``frac_above_threshold`` = share of
       :math:`u \ge \theta`; ``frac_in_window`` = share of :math:`|u - \theta| < a`, ``a``
       from :func:`surrogate_window`; fixed-bin histograms over the whole layer and per step,
-      with under/overflow shares.
+      with under/overflow shares and ``nan_fraction`` (NaN values, in no bin).
     """
 
     def __init__(self, model: nn.Module, config: MonitorConfig | None = None, **kwargs) -> None:
@@ -428,27 +445,61 @@ class Monitor:
         self.model = model
         self.layers: dict[str, _LayerStats] = {}
         self._handles: list = []
+        self._modules: dict[str, nn.Module] = {}
         for name, m in spiking_layers(model):
             self.layers[name] = _LayerStats(name, m, self.config)
+            self._modules[name] = m
         if not self.layers:
             raise ValueError(
                 f"Monitor: {type(model).__name__} has no spiking layers (no submodule derives "
                 "from leansnn.SpikingNeuron); analyse an SNN, e.g. ls.convert(ann, T=...)"
             )
+        self._depth = 0  # nesting of the model's own forward calls
+        self._calls: dict[str, int] = {}  # calls of each layer in the current forward pass
+        self._inputs = 0  # samples of the model's forward passes that reached a spiking layer
 
-    def _observer(self, stats: _LayerStats) -> Callable:
+    def _site(self, name: str) -> _LayerStats:
+        """Stats of this call of layer ``name``: its k-th call in one forward pass of the
+        model (k >= 2: a neuron module applied at several places) is the layer ``name#k``."""
+        if not self._depth:  # a submodule called on its own: every call is the layer
+            return self.layers[name]
+        k = self._calls.get(name, 0) + 1
+        self._calls[name] = k
+        if k == 1:
+            return self.layers[name]
+        key = f"{name}#{k}"
+        if key not in self.layers:  # insert after the layer's previous call site
+            items = list(self.layers.items())
+            at = [i for i, (n, _) in enumerate(items) if n in (name, f"{name}#{k - 1}")][-1]
+            items.insert(at + 1, (key, _LayerStats(key, self._modules[name], self.config)))
+            self.layers = dict(items)
+        return self.layers[key]
+
+    def _observer(self, name: str) -> Callable:
         def fn(module: nn.Module, spikes: torch.Tensor, potential: torch.Tensor | None) -> None:
-            stats.update(spikes, potential if self.config.potentials else None)
+            first = self._depth > 0 and not self._calls  # first spiking layer of a pass
+            self._site(name).update(spikes, potential if self.config.potentials else None)
+            if first:
+                self._inputs += spikes.shape[1]
 
         return fn
+
+    def _enter_forward(self, module: nn.Module, args: Any) -> None:
+        self._depth += 1
+        if self._depth == 1:
+            self._calls = {}
+
+    def _exit_forward(self, module: nn.Module, args: Any, output: Any) -> None:
+        self._depth = max(self._depth - 1, 0)
 
     def __enter__(self) -> Monitor:
         if self._handles:
             raise RuntimeError("this Monitor is already active")
-        modules = dict(self.model.named_modules())
-        for name, stats in self.layers.items():
-            m = modules["" if name == "<model>" else name]
-            self._handles.append(m.add_observer(self._observer(stats),
+        self._depth = 0
+        self._handles += [self.model.register_forward_pre_hook(self._enter_forward),
+                          self.model.register_forward_hook(self._exit_forward, always_call=True)]
+        for name, m in self._modules.items():
+            self._handles.append(m.add_observer(self._observer(name),
                                                 potential=self.config.potentials))
         return self
 
@@ -460,8 +511,9 @@ class Monitor:
     # -- results -----------------------------------------------------------------------------
     @property
     def samples(self) -> int:
-        """Inputs seen (samples passed through the first spiking layer)."""
-        return next(iter(self.layers.values())).samples
+        """Inputs seen: samples of the model's forward passes that reached a spiking layer
+        (when its layers were called on their own, the most any layer saw)."""
+        return self._inputs or max(st.samples for st in self.layers.values())
 
     def summary(self) -> dict:
         """All metrics as a JSON-able dict (see the class docstring for the formulas).
