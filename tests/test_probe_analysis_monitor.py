@@ -147,3 +147,23 @@ def test_nan_potentials_are_reported_not_binned(nan_share):
     binned = sum(p["hist"]) / p["sampled_values"] + p["underflow"] + p["overflow"]
     assert binned + p["nan_fraction"] == pytest.approx(1.0)
     assert math.isnan(p["mean"])
+
+
+@pytest.mark.parametrize("shape,th_shape", [
+    ((2, 3, 3), (2, 3, 3)),      # per neuron of a conv layer
+    ((2, 3, 3), (1, 2, 3, 3)),   # per neuron, with a batch-broadcast dim
+    ((2, 3, 3), (2, 1, 1)),      # per channel
+    ((5,), (5,)),                # per feature of a linear layer
+])
+def test_tensor_threshold_fractions_use_each_neurons_threshold(shape, th_shape):
+    torch.manual_seed(3)
+    th = torch.rand(th_shape) + 0.2
+    net = _Feed()
+    net.neuron = ls.LIF(decay=0.5, threshold=th, surrogate=ls.surrogate.Rectangular(a=0.25))
+    x = torch.rand(3, 4, *shape)
+    with Monitor(net, potential_sample=None) as mon:
+        net(x)
+    p = mon.summary()["layers"]["neuron"]["potential"]
+    _, u = net.neuron(x, return_potential=True)
+    assert p["frac_above_threshold"] == pytest.approx(float((u >= th).double().mean()))
+    assert p["frac_in_window"] == pytest.approx(float(((u - th).abs() < 0.25).double().mean()))

@@ -121,13 +121,6 @@ def surrogate_window(module: nn.Module) -> float | None:
     return float(v[int(inside[-1])])
 
 
-def _broadcast_channel(th: float | torch.Tensor, like: torch.Tensor) -> float | torch.Tensor:
-    """Per-channel threshold ``[C]`` -> shape broadcasting against ``[B, C, ...]``."""
-    if isinstance(th, torch.Tensor):
-        return th.to(like.device, like.dtype).view(1, -1, *([1] * (like.dim() - 2)))
-    return th
-
-
 class _LayerStats:
     """Fixed-size accumulators of one spiking layer (created at its first batch)."""
 
@@ -137,6 +130,8 @@ class _LayerStats:
         # spikes per (step, channel): the counter every firing rate of leansnn is read from
         self.events = LayerSpikes(name)
         self.threshold = layer_threshold(module)
+        raw = getattr(module, "threshold", None)
+        self._th_raw = raw.detach().clone() if isinstance(raw, torch.Tensor) else None
         self.window = surrogate_window(module)
         # LIF/IF (and subclasses) emit exact 0./1. spikes with s = H(u - θ)
         self.unit_spikes = isinstance(module, LIF)
@@ -181,8 +176,23 @@ class _LayerStats:
             self.u_window = torch.zeros(T, **f64)
             self.u_seen = torch.zeros(T, **f64)  # values in the histogram / window counts
             self.u_n = 0
+            self.th_neuron = self._neuron_threshold()
         self.captured_s: torch.Tensor | None = None
         self.captured_u: torch.Tensor | None = None
+
+    def _neuron_threshold(self) -> torch.Tensor | None:
+        """The threshold of every neuron ``[N]`` (a tensor threshold per channel or per
+        neuron), compared with the potentials; ``None`` for a scalar threshold."""
+        th = self.threshold
+        if not isinstance(th, torch.Tensor):
+            return None
+        raw = self._th_raw
+        if raw is not None and raw.numel() > 1:
+            try:
+                return torch.broadcast_to(raw, (1, *self.shape)).reshape(self.N).float()
+            except RuntimeError:  # a shape that does not broadcast: per-channel summary
+                pass
+        return th.float().repeat_interleave(self.N // self.C)
 
     # -- one batch ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -251,25 +261,20 @@ class _LayerStats:
         self.u_n += m
         cap = self.cfg.potential_sample
         stride = 1 if cap is None or m <= cap else _prime_at_least(math.ceil(m / cap))
-        per_channel = isinstance(th, torch.Tensor)
-        exact_above = self.unit_spikes and not per_channel
-        if per_channel and stride > 1:
-            C = self.C
-            ch = (torch.arange(0, m, stride, device=u.device) // (m // u.shape[1] // C)) % C
-            th_s = th.to(u.device, u.dtype)[ch]
+        th_n = self.th_neuron
+        if th_n is not None:  # per channel or per neuron: each value against its own θ
+            th_n = th_n.to(u.device, u.dtype)
+            th_s = (th_n[torch.arange(0, m, stride, device=u.device) % self.N] if stride > 1
+                    else th_n.view(1, *self.shape))
         for t in range(self.T):
             ut = u[t]
             if ut.dtype not in (torch.float32, torch.float64):
                 ut = ut.float()
             self._moments(t, ut, n_before, m)
-            if stride > 1:
-                v = ut.reshape(-1)[::stride].contiguous()
-                tb = th_s if per_channel else th
-            else:
-                v = ut
-                tb = _broadcast_channel(th, ut)
+            v = ut.reshape(-1)[::stride].contiguous() if stride > 1 else ut
+            tb = th if th_n is None else th_s
             self.u_seen[t] += v.numel()
-            if exact_above:
+            if self.unit_spikes:
                 self.u_above[t] += step_spikes[t]  # LIF/IF: s = H(u - θ) by definition
             else:
                 self.u_above[t] += torch.count_nonzero(v >= tb) * (ut.numel() / v.numel())
