@@ -139,6 +139,8 @@ class _LayerStats:
         self.T = 0
         self.samples = 0
         self.calls = 0
+        self.captured_s: torch.Tensor | None = None  # also for a layer that never ran
+        self.captured_u: torch.Tensor | None = None
 
     # -- allocation at the first batch -------------------------------------------------------
     def _init(self, s: torch.Tensor, u: torch.Tensor | None) -> None:
@@ -177,8 +179,6 @@ class _LayerStats:
             self.u_seen = torch.zeros(T, **f64)  # values in the histogram / window counts
             self.u_n = 0
             self.th_neuron = self._neuron_threshold()
-        self.captured_s: torch.Tensor | None = None
-        self.captured_u: torch.Tensor | None = None
 
     def _neuron_threshold(self) -> torch.Tensor | None:
         """The threshold of every neuron ``[N]`` (a tensor threshold per channel or per

@@ -11,6 +11,7 @@ model, or two side by side (e.g. LIF-SNN vs LIF-SNN + ASA, serial vs parallel co
 from __future__ import annotations
 
 import base64
+import errno
 import html
 import json
 import math
@@ -26,7 +27,7 @@ from ..evaluation import evaluate, evaluate_votes
 from .energy import OpCounter
 from .monitor import Monitor, MonitorConfig
 
-__all__ = ["analyze", "write_report", "write_metrics", "to_json"]
+__all__ = ["analyze", "write_report", "write_metrics", "to_json", "check_out_dir"]
 
 
 @torch.no_grad()
@@ -203,19 +204,22 @@ def _blocks(results: list[dict], figs: dict[str, Path], title: str, data_desc: s
     return B
 
 
+def _cell(c: Any) -> str:
+    """A markdown table cell: a '|' (e.g. in a model's label) would split the cell."""
+    return " ".join(str(c).replace("|", "\\|").split())
+
+
 def _md(blocks: list, out: Path) -> str:
     lines = []
     for b in blocks:
-        if b[0] == "h1":
-            lines += [f"# {b[1]}", ""]
-        elif b[0] == "h2":
-            lines += [f"## {b[1]}", ""]
+        if b[0] in ("h1", "h2"):  # a heading is one line (a label may hold a line break)
+            lines += [f"{'#' * int(b[0][1])} {' '.join(b[1].split())}", ""]
         elif b[0] == "p":
             lines += [b[1], ""]
         elif b[0] == "table":
-            lines.append("| " + " | ".join(b[1]) + " |")
+            lines.append("| " + " | ".join(map(_cell, b[1])) + " |")
             lines.append("|" + "|".join("---" for _ in b[1]) + "|")
-            lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in b[2]]
+            lines += ["| " + " | ".join(map(_cell, row)) + " |" for row in b[2]]
             lines.append("")
         elif b[0] == "img":
             lines += [f"![{b[2]}]({Path(b[1]).relative_to(out).as_posix()})", "", f"*{b[2]}*", ""]
@@ -261,9 +265,24 @@ def _write_text(path: Path, text: str) -> Path:
     return path
 
 
+def check_out_dir(out_dir: str | Path) -> Path:
+    """``out_dir`` as a ``Path`` if it can be the report's folder (it exists as a folder or
+    can be created), else a ``NotADirectoryError`` naming the file in the way; checked before
+    any work so that a long analysis does not end in an unwritable folder."""
+    out = Path(out_dir)
+    for q in (out, *out.parents):
+        if q.exists():
+            if not q.is_dir():
+                raise NotADirectoryError(
+                    errno.ENOTDIR, f"cannot write into the folder {out}: {q} is a file, not "
+                    "a folder; choose another output folder or move that file away")
+            break
+    return out
+
+
 def write_metrics(results: list[dict], out_dir: str | Path) -> Path:
     """Write only ``out_dir/metrics.json`` (all metrics of :func:`analyze` results)."""
-    return _write_text(Path(out_dir) / "metrics.json", to_json(results))
+    return _write_text(check_out_dir(out_dir) / "metrics.json", to_json(results))
 
 
 def write_report(results: list[dict], out_dir: str | Path, title: str = "leansnn analysis",
@@ -275,7 +294,7 @@ def write_report(results: list[dict], out_dir: str | Path, title: str = "leansnn
     if not 1 <= len(results) <= 4:
         raise ValueError(f"write_report takes 1 to 4 results, got {len(results)}")
     out = Path(out_dir)
-    fig_dir = out / "figures"
+    fig_dir = check_out_dir(out / "figures")
     fig_dir.mkdir(parents=True, exist_ok=True)
     runs = [(r["label"], r["monitor"]) for r in results]
     figs: dict[str, Path] = {

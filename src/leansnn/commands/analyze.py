@@ -97,6 +97,8 @@ def _labels(paths: list[Path], given: list[str] | None) -> list[str]:
     stems = [p.stem for p in paths]
     if len(set(stems)) < len(stems):
         stems = [f"{p.parent.name}/{p.stem}" for p in paths]
+    if len(set(stems)) < len(stems):  # the same file twice: tell the runs apart
+        stems = [f"{s} #{i + 1}" for i, s in enumerate(stems)]
     return stems
 
 
@@ -177,7 +179,7 @@ def _analyze_one(args: argparse.Namespace, path: Path, label: str, method: str |
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from leansnn.analysis.report import to_json, write_report
+    from leansnn.analysis.report import check_out_dir, to_json, write_report
 
     if not 1 <= len(args.checkpoints) <= 2:
         raise ValueError(f"give one or two checkpoints, got {len(args.checkpoints)}")
@@ -185,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--test-images must be >= 1, got {args.max_images}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_out_dir(Path(args.out) if args.no_report else Path(args.out) / "figures")
     setup(args)
     torch.manual_seed(args.seed)
     paths = [Path(c) for c in args.checkpoints]
