@@ -134,15 +134,16 @@ def plot_potential_hist(runs: list[tuple[str, dict]], path: str | Path) -> Path:
             if k >= len(lay) or not lay[k].get("potential"):
                 continue
             p = lay[k]["potential"]
-            h = np.asarray(p["hist"], dtype=float)
+            h = _shares(p["hist"], p)
             lo, hi = p["range"]
             edges = np.linspace(lo, hi, len(h) + 1)
-            total = h.sum() / max(1e-12, 1 - p["underflow"] - p["overflow"])
             text = f"{label}: {100 * p['frac_above_threshold']:.1f} % ≥ θ"
             if p["underflow"] + p["overflow"] > 0.0005:
                 text += (f"\n  ({100 * p['underflow']:.1f} % < {lo:g}, "
                          f"{100 * p['overflow']:.1f} % > {hi:g}: off the plot)")
-            ax.stairs(h / max(total, 1), edges, color=_COLORS[r % 4], lw=1.4, label=text)
+            if p.get("nan_fraction"):
+                text += f"\n  ({100 * p['nan_fraction']:.1f} % NaN: off the plot)"
+            ax.stairs(h, edges, color=_COLORS[r % 4], lw=1.4, label=text)
             th = lay[k].get("threshold")
             if isinstance(th, list):
                 th = max(th)
@@ -158,7 +159,12 @@ def plot_potential_hist(runs: list[tuple[str, dict]], path: str | Path) -> Path:
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("membrane potential u (input-current units)")
         ax.set_ylabel("share of values per bin")
-        ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.2),
+                      frameon=False)
+        else:  # a layer that never ran (or has no potential)
+            ax.text(0.5, 0.5, "no potentials recorded", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=8, color="#777777")
         ax.grid(alpha=0.3)
     for k in range(len(labels), rows * cols):
         axes[k // cols][k % cols].axis("off")
@@ -166,6 +172,17 @@ def plot_potential_hist(runs: list[tuple[str, dict]], path: str | Path) -> Path:
                  "window |u − θ| < a)", y=1.0)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _shares(hist: list, p: dict, steps: int = 1) -> np.ndarray:
+    """Histogram counts -> share of all (sampled) potential values per bin; ``steps``: the
+    counts are one step's of a ``steps``-step summary (every step sees as many values).
+    Values off the plot (under/overflow, NaN) count in the total."""
+    h = np.asarray(hist, dtype=float)
+    n = p.get("sampled_values")
+    if not n:  # a summary without the count: from the binned share
+        n = h.sum() * steps / max(1e-12, 1 - p["underflow"] - p["overflow"])
+    return h / max(n / steps, 1.0)
 
 
 def _max_threshold(th):
@@ -184,14 +201,12 @@ def plot_potential_steps(label: str, summary: dict, path: str | Path) -> Path:
     for k, (name, v) in enumerate(lays):
         ax = axes[k // cols][k % cols]
         p = v["potential"]
-        H = np.asarray(p["hist_per_step"], dtype=float)
+        T = len(p["hist_per_step"])
+        H = _shares(p["hist_per_step"], p, T)
         lo, hi = p["range"]
         edges = np.linspace(lo, hi, H.shape[1] + 1)
-        T = H.shape[0]
-        inside = max(1e-12, 1 - p["underflow"] - p["overflow"])
-        per_step_total = max(1.0, H.sum() / T / inside)  # values per step (approx.)
         for t in range(T):
-            ax.stairs(H[t] / per_step_total, edges, color=plt.cm.plasma(t / max(1, T - 1)),
+            ax.stairs(H[t], edges, color=plt.cm.plasma(t / max(1, T - 1)),
                       lw=1, label=f"t={t + 1}" if T <= 8 or t in (0, T - 1) else None)
         th = v.get("threshold")
         if isinstance(th, list):
