@@ -23,12 +23,15 @@ def vote(scores: torch.Tensor, recording: torch.Tensor | np.ndarray,
     without windows gets -1.
     """
     scores = torch.as_tensor(scores)
-    recording = torch.as_tensor(np.asarray(recording), dtype=torch.int64).to(scores.device)
+    recording = _recording_index(recording).to(scores.device)
     if scores.dim() != 2 or recording.shape != scores.shape[:1]:
         raise ValueError(f"scores must be [W, K] and recording [W], got {tuple(scores.shape)} "
                          f"and {tuple(recording.shape)}")
     R = int(recording.max()) + 1 if num_recordings is None and recording.numel() else \
         int(num_recordings or 0)
+    if recording.numel() and int(recording.max()) >= R:
+        raise ValueError(f"recording holds index {int(recording.max())}, but num_recordings is "
+                         f"{R}: give num_recordings > {int(recording.max())} (or None)")
     K = scores.shape[1]
     if how == "majority":
         votes = torch.nn.functional.one_hot(scores.argmax(1), K).to(torch.float64)
@@ -42,3 +45,18 @@ def vote(scores: torch.Tensor, recording: torch.Tensor | np.ndarray,
     seen = torch.zeros(R, dtype=torch.bool, device=scores.device)
     seen[recording] = True
     return torch.where(seen, pred, torch.full_like(pred, -1))
+
+
+def _recording_index(recording) -> torch.Tensor:
+    """``recording`` as int64 ``[W]``; a negative or fractional index is refused (casting
+    would silently merge windows of different recordings)."""
+    r = torch.as_tensor(np.asarray(recording))
+    if r.dtype == torch.bool or r.is_complex():
+        raise ValueError(f"recording must hold integer recording indices, got {r.dtype}")
+    if r.is_floating_point() and not bool((r == r.round()).all()):
+        raise ValueError("recording must hold whole recording indices (one per window), got "
+                         f"fractional values such as {float(r[r != r.round()][0])}")
+    r = r.to(torch.int64)
+    if r.numel() and int(r.min()) < 0:
+        raise ValueError(f"recording indices must be >= 0, got {int(r.min())}")
+    return r
