@@ -63,3 +63,21 @@ def test_layer_without_potentials_is_drawn_without_warnings(tmp_path, two_runs):
         warnings.simplefilter("error")
         path = plots.plot_potential_hist(runs, tmp_path / "h.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("T,readout_steps", [(5, 1), (4, 2), (1, 3)])
+def test_spike_heatmap_of_layers_with_different_step_counts(tmp_path, T, readout_steps):
+    torch.manual_seed(1)
+    hidden = ls.LIF(decay=0.5, threshold=0.3)
+    readout = ls.LIF(threshold=0.1)
+    net = _Feed(hidden)
+    net.readout = readout
+    captured = {}
+    with Monitor(net, capture=1) as mon:
+        h = hidden(torch.rand(T, 2, 6))
+        readout(h.mean(0, keepdim=True).expand(readout_steps, -1, -1).contiguous())
+    for name in ("neuron", "readout"):
+        captured[name] = mon.captured(name)[0]
+    assert captured["readout"].shape[0] == readout_steps
+    path = plots.plot_spike_heatmap("mixed", captured, tmp_path / "s.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"

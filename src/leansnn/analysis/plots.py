@@ -253,7 +253,7 @@ def plot_spike_heatmap(label: str, captured: dict[str, torch.Tensor], path: str 
     items = [(n, s) for n, s in captured.items() if s is not None]
     if not items:
         raise ValueError("nothing captured: run the Monitor with capture >= 1")
-    T = items[0][1].shape[0]
+    T = max(s.shape[0] for _, s in items)  # layers may run different numbers of steps
     steps = sorted(set(np.linspace(0, T - 1, min(T, max_steps)).round().astype(int).tolist()))
     L = len(items)
     fig, axes = plt.subplots(L, len(steps), figsize=(1.5 * len(steps) + 1.2, 1.55 * L + 0.6),
@@ -264,18 +264,20 @@ def plot_spike_heatmap(label: str, captured: dict[str, torch.Tensor], path: str 
         conv = s.dim() >= 5
         for j, t in enumerate(steps):
             ax = axes[i][j]
-            img = _neuron_map(s[t, sample])
-            im = ax.imshow(img, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(f"t = {t + 1}", fontsize=9)
+            if t >= s.shape[0]:  # a layer with fewer steps (e.g. a readout of the time mean)
+                ax.set_frame_on(False)
+                continue
+            im = ax.imshow(_neuron_map(s[t, sample]), cmap=cmap, vmin=0, vmax=1,
+                           interpolation="nearest")
             if j == 0:
                 rate = float(s[:, sample].float().mean())
                 kind = f"{s.shape[2]} ch" if conv else f"{s[0, 0].numel()} neurons"
                 ax.set_ylabel(f"layer {i + 1} [{name}]\n{kind}\nrate {rate:.3f}", fontsize=7.5,
-                              rotation=0,
-                              ha="right", va="center")
+                              rotation=0, ha="right", va="center")
     cb = fig.colorbar(im, ax=axes, fraction=0.025, pad=0.02)
     cb.set_label("share of channels firing\n(linear layers: 1 = spike)", fontsize=8)
     fig.suptitle(f"{label}: spikes of one input (sample {sample}), rows = spiking layers",
