@@ -111,3 +111,29 @@ def test_same_checkpoint_twice_gets_two_labels(tmp_path, capsys):
     models = json.loads((tmp_path / "r" / "metrics.json").read_text())["models"]
     labels = [m["label"] for m in models]
     assert len(set(labels)) == 2, labels
+
+
+class _Unobserved(nn.Module):
+    """Spiking layers that never report a forward pass: driven with ``.step()``, or
+    bypassed altogether."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.fc = nn.Linear(4, 3)
+        self.lif = ls.LIF(decay=0.5, threshold=0.3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.how == "bypass":
+            return self.fc(x)
+        state, out = None, []
+        for t in range(x.shape[0]):
+            s, state = self.lif.step(self.fc(x[t]), state)
+            out.append(s)
+        return torch.stack(out)
+
+
+@pytest.mark.parametrize("how", ["step", "bypass"])
+def test_no_spiking_layer_ran_is_a_clear_error(how):
+    with pytest.raises(ValueError, match=r"none of the spiking layers \(lif\)"):
+        analyze(_Unobserved(how), _data(3), "unobserved", batch_size=4)

@@ -58,6 +58,7 @@ def analyze(model: nn.Module, data: Any, label: str = "model", *, batch_size: in
         run, limits = partial(evaluate_votes, how=vote), {}
     ev = run(model, data, batch_size, device, progress, f"analyse {label}", **limits,
              firing_rate=False, during=(mon, ops), on_batch=ops.add_batch)
+    _check_observed(mon, label)
     extra = {} if vote is None else {"window_accuracy": ev["window_accuracy"],
                                      "windows": ev["windows"], "vote": vote}
     return {
@@ -69,6 +70,18 @@ def analyze(model: nn.Module, data: Any, label: str = "model", *, batch_size: in
         "energy": ops.result(),
         "captured": {name: mon.layers[name].captured_s for name in mon.layers},
     }
+
+
+def _check_observed(mon: Monitor, label: str) -> None:
+    """A clear error when no spiking layer reported a forward pass: every spike metric
+    would be undefined (NaN) and the energy would count no spikes."""
+    if mon.samples == 0:
+        names = ", ".join(list(mon.layers)[:4]) + (", ..." if len(mon.layers) > 4 else "")
+        raise ValueError(
+            f"{label}: none of the spiking layers ({names}) reported a forward pass over the "
+            "data, so there are no spikes to analyse. Neurons driven one step at a time with "
+            ".step() are not observed: call them on the whole window, neuron(x) with x "
+            "[T, B, ...]")
 
 
 JSON_SCHEMA = "leansnn.analysis/2"
