@@ -137,3 +137,16 @@ class _Unobserved(nn.Module):
 def test_no_spiking_layer_ran_is_a_clear_error(how):
     with pytest.raises(ValueError, match=r"none of the spiking layers \(lif\)"):
         analyze(_Unobserved(how), _data(3), "unobserved", batch_size=4)
+
+
+@pytest.mark.parametrize("first,second", [(2, 1)])
+def test_report_folder_reused_holds_only_the_new_reports_figures(tmp_path, result, first,
+                                                                   second):
+    out = tmp_path / "rep"
+    write_report([result] * first, out)
+    (out / "figures" / "notes.png").write_bytes(b"user file")
+    paths = write_report([result] * second, out)
+    md = paths["report_md"].read_text()
+    for f in (out / "figures").glob("*.png"):
+        assert f.name == "notes.png" or f"figures/{f.name}" in md, f.name
+    assert (out / "figures" / "notes.png").read_bytes() == b"user file"

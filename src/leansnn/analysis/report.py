@@ -329,4 +329,16 @@ def write_report(results: list[dict], out_dir: str | Path, title: str = "leansnn
     md_p = _write_text(out / "report.md", _md(blocks, out))
     html_p = _write_text(out / "report.html", _html(blocks, title))
     js_p = _write_text(out / "metrics.json", to_json(results))
+    _remove_stale_figures(fig_dir, figs.values())
     return {"report_md": md_p, "report_html": html_p, "metrics_json": js_p, **figs}
+
+
+def _remove_stale_figures(fig_dir: Path, written: Any) -> None:
+    """Remove the per-model figures an earlier report into the same folder left behind
+    (e.g. ``spike_heatmap_2.png`` of a two-model report, now replaced by a one-model one),
+    so that the folder holds only this report's figures. Other files are left alone."""
+    keep = {Path(f).name for f in written}
+    for pattern in ("potential_per_step_*.png", "spike_heatmap_*.png"):
+        for f in fig_dir.glob(pattern):
+            if f.name not in keep and f.stem.rsplit("_", 1)[-1].isdigit():
+                f.unlink(missing_ok=True)
