@@ -167,3 +167,23 @@ def test_tensor_threshold_fractions_use_each_neurons_threshold(shape, th_shape):
     _, u = net.neuron(x, return_potential=True)
     assert p["frac_above_threshold"] == pytest.approx(float((u >= th).double().mean()))
     assert p["frac_in_window"] == pytest.approx(float(((u - th).abs() < 0.25).double().mean()))
+
+
+@pytest.mark.parametrize("modes", [("inference", "plain"), ("plain", "inference", "plain"),
+                                   ("inference", "no_grad", "inference")])
+def test_passes_in_and_out_of_inference_mode_mix(modes):
+    torch.manual_seed(4)
+    net = _Feed()
+    net.neuron = ls.LIF(decay=0.5, threshold=0.3)
+    xs = [torch.rand(2, b, 4) for b in range(1, len(modes) + 1)]
+    ctx = {"inference": torch.inference_mode, "no_grad": torch.no_grad,
+           "plain": torch.enable_grad}
+    with Monitor(net, capture=3) as mon:
+        for mode, x in zip(modes, xs):
+            with ctx[mode]():
+                net(x)
+    with Monitor(net, capture=3) as ref:
+        for x in xs:
+            net(x)
+    assert mon.summary() == ref.summary()
+    assert torch.equal(mon.captured("neuron")[0], ref.captured("neuron")[0])

@@ -483,7 +483,10 @@ class Monitor:
     def _observer(self, name: str) -> Callable:
         def fn(module: nn.Module, spikes: torch.Tensor, potential: torch.Tensor | None) -> None:
             first = self._depth > 0 and not self._calls  # first spiking layer of a pass
-            self._site(name).update(spikes, potential if self.config.potentials else None)
+            # accumulators are ordinary tensors even when a pass runs in inference mode, so
+            # that passes outside it (or summary()) can still update and read them
+            with torch.inference_mode(False):
+                self._site(name).update(spikes, potential if self.config.potentials else None)
             if first:
                 self._inputs += spikes.shape[1]
 
