@@ -5,6 +5,7 @@ probabilities, potentials with a small spread about a large mean, NaN potentials
 from __future__ import annotations
 
 import math
+import threading
 
 import pytest
 import torch
@@ -187,3 +188,53 @@ def test_passes_in_and_out_of_inference_mode_mix(modes):
             net(x)
     assert mon.summary() == ref.summary()
     assert torch.equal(mon.captured("neuron")[0], ref.captured("neuron")[0])
+
+
+class _Replicas(nn.Module):
+    """Runs shares of the batch through one inner model in threads of their own, as
+    ``nn.DataParallel`` does with its replicas (which share the neurons' observers)."""
+
+    def __init__(self, parts: int) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.parts = parts
+        self.module = nn.Sequential(TimeFoldLinear(4, 5), ls.LIF(decay=0.5, threshold=0.3),
+                                    TimeFoldLinear(5, 3), ls.LIF(threshold=0.2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        chunks = x.chunk(self.parts, dim=1)
+        outs: list = [None] * len(chunks)
+
+        def run(i: int) -> None:
+            outs[i] = self.module(chunks[i])
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(chunks))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return torch.cat(outs, 1)
+
+
+def TimeFoldLinear(a: int, b: int) -> nn.Module:  # noqa: N802 - a layer factory
+    from leansnn.layers import TimeFold
+
+    return TimeFold(nn.Linear(a, b))
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+def test_replicas_in_threads_are_one_pass(parts):
+    net = _Replicas(parts)
+    xs = [torch.rand(2, 6, 4), torch.rand(2, 3, 4)]
+    with Monitor(net) as mon:
+        for x in xs:
+            net(x)
+    with Monitor(net.module) as ref:
+        for x in xs:
+            net.module(x)
+    st, want = mon.summary(), ref.summary()
+    assert list(st["layers"]) == [f"module.{k}" for k in want["layers"]]
+    assert st["samples"] == want["samples"] == 9
+    assert st["nasfr"] == pytest.approx(want["nasfr"])
+    for k, v in want["layers"].items():
+        assert st["layers"][f"module.{k}"]["rate"] == pytest.approx(v["rate"])

@@ -17,6 +17,7 @@ channel), membrane potential :math:`u_{t,b,i}` (the value compared with the thre
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -460,16 +461,20 @@ class Monitor:
                 "from leansnn.SpikingNeuron); analyse an SNN, e.g. ls.convert(ann, T=...)"
             )
         self._depth = 0  # nesting of the model's own forward calls
-        self._calls: dict[str, int] = {}  # calls of each layer in the current forward pass
+        # calls of each layer in the current forward pass, per thread: replicas that run a
+        # share of the batch in threads of their own (DataParallel) each make one pass
+        self._pass = 0
+        self._local = threading.local()
         self._inputs = 0  # samples of the model's forward passes that reached a spiking layer
+        self._lock = threading.Lock()
 
-    def _site(self, name: str) -> _LayerStats:
+    def _site(self, name: str, calls: dict[str, int] | None) -> _LayerStats:
         """Stats of this call of layer ``name``: its k-th call in one forward pass of the
         model (k >= 2: a neuron module applied at several places) is the layer ``name#k``."""
-        if not self._depth:  # a submodule called on its own: every call is the layer
+        if calls is None:  # a submodule called on its own: every call is the layer
             return self.layers[name]
-        k = self._calls.get(name, 0) + 1
-        self._calls[name] = k
+        k = calls.get(name, 0) + 1
+        calls[name] = k
         if k == 1:
             return self.layers[name]
         key = f"{name}#{k}"
@@ -482,20 +487,28 @@ class Monitor:
 
     def _observer(self, name: str) -> Callable:
         def fn(module: nn.Module, spikes: torch.Tensor, potential: torch.Tensor | None) -> None:
-            first = self._depth > 0 and not self._calls  # first spiking layer of a pass
             # accumulators are ordinary tensors even when a pass runs in inference mode, so
             # that passes outside it (or summary()) can still update and read them
-            with torch.inference_mode(False):
-                self._site(name).update(spikes, potential if self.config.potentials else None)
-            if first:
-                self._inputs += spikes.shape[1]
+            with self._lock, torch.inference_mode(False):
+                calls = self._pass_calls() if self._depth else None
+                if calls == {}:  # the first spiking layer of a pass (of this thread)
+                    self._inputs += spikes.shape[1]
+                site = self._site(name, calls)
+                site.update(spikes, potential if self.config.potentials else None)
 
         return fn
+
+    def _pass_calls(self) -> dict[str, int]:
+        """This thread's call counts of the current forward pass."""
+        local = self._local
+        if getattr(local, "pass_id", None) != self._pass:
+            local.pass_id, local.calls = self._pass, {}
+        return local.calls
 
     def _enter_forward(self, module: nn.Module, args: Any) -> None:
         self._depth += 1
         if self._depth == 1:
-            self._calls = {}
+            self._pass += 1
 
     def _exit_forward(self, module: nn.Module, args: Any, output: Any) -> None:
         self._depth = max(self._depth - 1, 0)
