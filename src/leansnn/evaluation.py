@@ -77,8 +77,13 @@ class LayerSpikes:
         self.T, self.shape, self.N, self.C = 0, None, 0, 1
         self._binary: bool | None = None  # None: not checked yet
 
-    @torch.no_grad()
     def update(self, spikes: torch.Tensor, binary: bool = False) -> None:
+        # the table stays an ordinary tensor when a pass runs under torch.inference_mode(),
+        # so passes in and out of inference mode can be mixed
+        with torch.no_grad(), torch.inference_mode(False):
+            self._update(spikes, binary)
+
+    def _update(self, spikes: torch.Tensor, binary: bool) -> None:
         s = spikes.detach()
         if s.dim() < 2:
             raise ValueError(f"{self.name}: spikes must be [T, B, ...], got {tuple(s.shape)}")
@@ -92,7 +97,9 @@ class LayerSpikes:
             raise ValueError(
                 f"layer {self.name!r} first saw spikes [T={self.T}, B, "
                 f"{', '.join(map(str, self.shape))}] and now {list(s.shape)}; count one input "
-                "size and number of time steps at a time")
+                "size and number of time steps at a time (a neuron module called more than "
+                "once per forward pass on different shapes: leansnn.analysis.Monitor counts "
+                "each call as a layer of its own)")
         if binary and s.is_floating_point():
             self._binary = True
         elif self._binary is None:
@@ -233,7 +240,7 @@ def _predict_pass(model: nn.Module, data: Any, *, batch_size: int, device: Any, 
                   on_batch: Callable[[Batch], None] | None,
                   on_output: Callable[[Batch, torch.Tensor], None] | None = None) -> dict:
     hits: torch.Tensor | None = None
-    labelled = inputs = 0
+    labelled = inputs = n_batches = 0
     seconds = 0.0
     steps = None
     total = num_batches(data, batch_size, **limits)
@@ -247,6 +254,12 @@ def _predict_pass(model: nn.Module, data: Any, *, batch_size: int, device: Any, 
             on_batch(b)
         if on_output is not None:
             on_output(b, out)
+        if not bool(torch.isfinite(out).all()):
+            raise ValueError(
+                f"the model's output for batch {n_batches} holds NaN or inf values (shape "
+                f"{tuple(out.shape)}); no prediction can be read from it (argmax would count "
+                "NaN as the top class): check the weights and inputs for NaN/inf")
+        n_batches += 1
         if need_steps and out.dim() != 3:
             raise ValueError(f"expected an SNN output [T, B, K], got shape {tuple(out.shape)}")
         steps = out.shape[0] if out.dim() == 3 else None
