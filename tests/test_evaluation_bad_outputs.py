@@ -61,3 +61,15 @@ def test_spike_counter_mixes_inference_mode_passes(order):
         net(x)
     assert c.layers["lif"].samples == 6
     assert c.rate == ref.rate
+
+
+@pytest.mark.parametrize("how", ["majority", "sum"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_vote_refuses_non_finite_scores(how, bad):
+    from leansnn.base.voting import vote
+
+    scores = torch.tensor([[0.0, 1.0], [0.0, 1.0], [0.0, 2.0]])
+    assert vote(scores, [0, 0, 0], how=how).tolist() == [1]
+    scores[1, 0] = bad
+    with pytest.raises(ValueError, match="window 1 hold NaN or inf"):
+        vote(scores, [0, 0, 0], how=how)

@@ -20,7 +20,7 @@ def vote(scores: torch.Tensor, recording: torch.Tensor | np.ndarray,
     wins (ties: the lowest class index); ``"sum"``: the class with the largest summed score.
     ``recording [W]`` holds each window's recording index (``EventWindows.batches``' third
     item); returns int64 ``[num_recordings]`` (default ``max(recording) + 1``); a recording
-    without windows gets -1.
+    without windows gets -1. NaN or inf scores are refused.
     """
     scores = torch.as_tensor(scores)
     recording = _recording_index(recording).to(scores.device)
@@ -32,6 +32,10 @@ def vote(scores: torch.Tensor, recording: torch.Tensor | np.ndarray,
     if recording.numel() and int(recording.max()) >= R:
         raise ValueError(f"recording holds index {int(recording.max())}, but num_recordings is "
                          f"{R}: give num_recordings > {int(recording.max())} (or None)")
+    if scores.is_floating_point() and not bool(torch.isfinite(scores).all()):
+        bad = int((~torch.isfinite(scores)).any(1).nonzero()[0])
+        raise ValueError(f"scores of window {bad} hold NaN or inf values; no vote can be read "
+                         "from them (argmax takes NaN for the top class)")
     K = scores.shape[1]
     if how == "majority":
         votes = torch.nn.functional.one_hot(scores.argmax(1), K).to(torch.float64)
