@@ -81,7 +81,7 @@ def make_plan(a: argparse.Namespace) -> list[Run]:
         elif part == "authors":
             runs += [Run("asa_authors", a.width, s) for s in a.ablation_seeds]
         elif part == "lam":
-            runs += [Run("asa", a.width, s, lam) for s in a.ablation_seeds
+            runs += [Run("asa", a.width, s, lam) for s in a.lam_seeds
                      for lam in (0.25, 0.75)]
         elif part == "wide":
             runs += [Run(v, a.wide_width, s) for s in a.wide_seeds for v in ("none", "asa")]
@@ -319,7 +319,12 @@ def report(a: argparse.Namespace, plan: list[Run]) -> str:
     parts.append(_curve_table(done, groups))
     curve = _plot_curves(done)
     best = _best_pair(a, done)
-    plan = " ".join(a.plan)
+    seeds = {"main": f"--seeds {' '.join(map(str, a.seeds))}",
+             "authors": f"--ablation-seeds {' '.join(map(str, a.ablation_seeds))}",
+             "lam": f"--lam-seeds {' '.join(map(str, a.lam_seeds))}",
+             "wide": f"--wide-width {a.wide_width} --wide-seeds "
+                     f"{' '.join(map(str, a.wide_seeds))}"}
+    plan = " ".join(a.plan) + "".join(f" {seeds[p]}" for p in a.plan)
     cmd = ("nice -n 10 .venv/bin/python benchmarks/asa_full.py --runs RUNS "
            f"--plan {plan} --epochs {a.epochs} --budget MINUTES`, repeated until `--status` "
            f"shows nothing left, then `... --plan {plan} --report --note TEXT")
@@ -407,6 +412,8 @@ def _plot_curves(done: dict[Run, dict]) -> str:
                 color=colors[run.variant], ls=styles.get(run.lam, "-"),
                 lw=1.0 if run.width == 8 else 2.0, marker="o", ms=3,
                 label=f"{run.label}, w{run.width}, seed {run.seed}")
+    epochs = max(len(d["report"]["history"]) for d in done.values())
+    ax.set_xticks(range(1, epochs + 1))
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%), 10,000 recordings")
     ax.grid(alpha=0.3)
@@ -448,9 +455,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--plan", nargs="+", default=["main", "authors", "lam", "wide"],
                    help="parts in order of priority: main (none/asa x --seeds), authors "
                         "(asa_authors x --ablation-seeds), lam (asa at lambda 0.25 and 0.75 x "
-                        "--ablation-seeds), wide (none/asa at --wide-width x --wide-seeds)")
+                        "--lam-seeds), wide (none/asa at --wide-width x --wide-seeds)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--ablation-seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--ablation-seeds", type=int, nargs="+", default=[0],
+                   help="seeds of the authors' variant (plan part authors)")
+    p.add_argument("--lam-seeds", type=int, nargs="+", default=[0],
+                   help="seeds of the lambda sweep (plan part lam)")
     p.add_argument("--width", type=int, default=8)
     p.add_argument("--wide-width", type=int, default=16)
     p.add_argument("--wide-seeds", type=int, nargs="+", default=[0])

@@ -34,6 +34,11 @@ def test_plan_order_and_names(script, tmp_path):
                          "w8_asa_s2"]
     assert names[6:] == ["w8_asa_authors_s0", "w8_asa_lam0.25_s0", "w8_asa_lam0.75_s0",
                          "w16_none_s0", "w16_asa_s0"]
+    # the authors' seeds and the lambda sweep's seeds are chosen apart
+    a = _args(script, tmp_path, "--plan", "authors", "lam", "--ablation-seeds", "0", "1", "2")
+    assert [r.name for r in script.make_plan(a)] == [
+        "w8_asa_authors_s0", "w8_asa_authors_s1", "w8_asa_authors_s2", "w8_asa_lam0.25_s0",
+        "w8_asa_lam0.75_s0"]
     a.plan = ["main", "bogus"]
     with pytest.raises(SystemExit, match="bogus"):
         script.make_plan(a)
@@ -86,6 +91,7 @@ def test_state_and_report_from_finished_runs(script, tmp_path, monkeypatch):
     # paired: ASA seed s minus baseline seed s = +1 point, NASFR -50 %
     assert "| LIF-SNN + ASA, width 8 | 0 | +1.00 | -50.0 | +0.0 |" in md
     assert (tmp_path / "results" / "w8_asa_s1" / "metrics.json").exists()
+    assert "--plan main lam --seeds 0 1 --lam-seeds 0 --epochs 2" in md  # rebuilds this plan
     assert (tmp_path / "benchmarks" / "results" / "asa_full_curves.png").stat().st_size > 0
 
     # the committed results count as finished on a machine without the runs folder
