@@ -29,6 +29,7 @@ writes checkpoints; per-epoch training loss, accuracy and firing rate are summed
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from torch import nn
 
 __all__ = ["DistInfo", "init", "cleanup", "is_distributed", "rank", "world_size", "is_main",
            "wrap", "unwrap", "ShardedData", "barrier", "average_buffers", "add_distributed_args",
-           "prepare"]
+           "prepare", "seed_rank"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,16 @@ def is_main() -> bool:
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
+
+
+def seed_rank(seed: int, epoch: int) -> None:
+    """Under DDP: seed torch's global generator (dropout, unseeded rate encoding, ...) from
+    ``(seed, epoch, rank)``, so ranks draw different numbers for their different samples and a
+    resumed run draws the same as an uninterrupted one. No-op in one process."""
+    if not is_distributed():
+        return
+    digest = hashlib.sha256(f"leansnn/{int(seed)}/{int(epoch)}/{rank()}".encode()).digest()
+    torch.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -145,7 +156,26 @@ def wrap(model: nn.Module, info: DistInfo, sync_bn: bool = False) -> nn.Module:
                              "after every epoch, batch statistics stay per process")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [info.local_rank] if info.device.startswith("cuda") else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    # no buffer sync before each forward pass: each rank keeps the running statistics of its
+    # own shares and :func:`average_buffers` takes their mean. DDP's default copies rank 0's
+    # buffers to every rank before each forward pass, which dropped the other ranks' batches
+    # from the running statistics (all but their last batch of each epoch).
+    ddp = nn.parallel.DistributedDataParallel(model, device_ids=ids, **_no_forward_buffer_sync())
+    with torch.no_grad():  # start equal (broadcast_buffers=False skips DDP's own sync)
+        for b in model.buffers():
+            dist.broadcast(b, 0)
+    return ddp
+
+
+def _no_forward_buffer_sync() -> dict:
+    """DDP's keyword for "do not copy rank 0's buffers before each forward pass" in this
+    PyTorch (``forward_sync_buffers`` from 2.13, ``broadcast_buffers`` before)."""
+    import inspect
+
+    params = inspect.signature(nn.parallel.DistributedDataParallel.__init__).parameters
+    if "forward_sync_buffers" in params:
+        return {"forward_sync_buffers": False}
+    return {"broadcast_buffers": False}
 
 
 def unwrap(model: nn.Module) -> nn.Module:

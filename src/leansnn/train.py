@@ -155,13 +155,17 @@ def run_differences(stored: dict, requested: dict) -> list[tuple[str, Any, Any]]
             if a.get(k) != b.get(k)]
 
 
-def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+def _augment(x: torch.Tensor, g: torch.Generator, share: tuple[int, int] = (0, 1)
+             ) -> torch.Tensor:
     """Random horizontal flip (per sample) and a random shift of up to 2 pixels (zero
     padded) of images ``[B, C, H, W]`` or time-major frames ``[T, B, C, H, W]`` (a sample is
-    flipped at all its steps or at none)."""
+    flipped at all its steps or at none). ``share=(rank, world_size)`` under DDP: the flips
+    are drawn for the global batch and this rank takes its slice (as ``ShardedData``), so
+    ranks do not repeat each other's flips and the run draws what one process would."""
     axis = 1 if x.dim() == 5 else 0
     B = x.shape[axis]
-    flip = torch.rand(B, generator=g) < 0.5
+    rank, world = share
+    flip = torch.rand(B * world, generator=g)[rank * B:(rank + 1) * B] < 0.5
     shape = [1] * x.dim()
     shape[axis] = B
     x = torch.where(flip.view(shape), x.flip(-1), x)
@@ -234,7 +238,7 @@ def _train_epoch(model: nn.Module, data: Any, cfg: TrainConfig, opt: torch.optim
                                  "(inputs, labels) batches, e.g. TensorDataset(x, y)")
             x, y = b.x.to(device), b.y.to(device)
             if cfg.augment == "flip_crop":
-                x = _augment(x, aug_g)
+                x = _augment(x, aug_g, (D.rank(), D.world_size()))
             out = model(x)
             loss = _loss(out, y, cfg.loss)
             if not bool(torch.isfinite(loss.detach())):
@@ -489,6 +493,7 @@ def fit(
     try:
         for epoch in range(start, cfg.epochs):
             aug_g.manual_seed(cfg.seed + 1 + 1000 * epoch)
+            D.seed_rank(cfg.seed, epoch)  # DDP: dropout etc. draw differently on each rank
             t0 = time.perf_counter()
             lr = float(opt.param_groups[0]["lr"])
             rec = {"epoch": epoch + 1, **_train_epoch(model, train_data, cfg, opt, epoch, aug_g,
