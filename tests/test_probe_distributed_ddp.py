@@ -67,9 +67,10 @@ def _run(rank: int, world: int, port: int, out: str, case: str) -> None:
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     info = D.init("cpu")
-    res = {"aug": _case_aug, "bn": _case_bn, "drop": _case_drop}[case](info, Path(out))
-    torch.save(res, Path(out) / f"{case}{rank}.pt")
+    res = {"aug": _case_aug, "bn": _case_bn, "drop": _case_drop,
+           "mismatch": _case_mismatch}[case](info, Path(out))
     D.cleanup()
+    torch.save(res, Path(out) / f"{case}{rank}.pt")
 
 
 def _case_aug(info, out):
@@ -110,6 +111,15 @@ def _case_drop(info, out):
     fit(ddp, data, None, TrainConfig(batch_size=4, **_DROP), checkpoint=ck, resume=True,
         progress=False)
     return {"masks": masks[:4], "straight": straight, "resumed": model.state_dict()}
+
+
+def _case_mismatch(info, out):
+    ddp, data = D.prepare(_linear(), _Data(), info)
+    try:   # the second rank was started with another seed: another shuffle to shard
+        fit(ddp, data, None, TrainConfig(batch_size=4, seed=1 + info.rank), progress=False)
+    except ValueError as e:
+        return str(e)
+    return "trained"
 
 
 def _spawn(tmp_path, case):
@@ -159,3 +169,13 @@ def test_dropout_differs_across_ranks_and_a_resumed_ddp_run_is_exact(tmp_path):
         for k, v in r["straight"].items():
             assert torch.equal(r["resumed"][k], v), k
             assert torch.equal(r0["straight"][k], r1["straight"][k])
+
+
+def test_ranks_started_with_different_settings_are_refused(tmp_path):
+    """Another seed on rank 1 sharded another shuffle (samples seen twice or never) and
+    trained silently; another learning rate let the ranks drift apart. Every rank now
+    refuses, naming the setting and its values."""
+    msgs = _spawn(tmp_path, "mismatch")
+    for m in msgs:
+        assert "train_config.seed: rank 0 1, rank 1 2" in m, m
+

@@ -30,7 +30,9 @@ writes checkpoints; per-epoch training loss, accuracy and firing rate are summed
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +43,7 @@ from torch import nn
 
 __all__ = ["DistInfo", "init", "cleanup", "is_distributed", "rank", "world_size", "is_main",
            "wrap", "unwrap", "ShardedData", "barrier", "average_buffers", "add_distributed_args",
-           "prepare", "seed_rank"]
+           "prepare", "seed_rank", "check_same"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,35 @@ def seed_rank(seed: int, epoch: int) -> None:
     torch.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
+def check_same(settings: dict, what: str = "this run") -> None:
+    """Under DDP: raise ``ValueError`` on every rank unless all ranks pass equal ``settings``
+    (a JSON-able dict; nested dicts are compared key by key), naming each differing setting
+    and its value per rank. Ranks started with different seeds shard different shuffles
+    (samples seen twice or never), with different learning rates drift apart, with different
+    batch sizes or epochs stop in mismatched collectives. No-op in one process."""
+    if not is_distributed():
+        return
+    mine = _flat(json.loads(json.dumps(settings, sort_keys=True, default=str)))
+    every: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(every, mine)
+    keys = sorted({k for d in every for k in d})
+    diffs = [f"{k}: " + ", ".join(f"rank {r} {d.get(k)!r}" for r, d in enumerate(every))
+             for k in keys if any(d.get(k) != every[0].get(k) for d in every)]
+    if diffs:
+        raise ValueError(f"{what}: the {len(every)} processes were started with different "
+                         f"settings ({'; '.join(diffs)}); start every rank with the same "
+                         "arguments")
+
+
+def _flat(d: Any, prefix: str = "") -> dict:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
 def _env_int(name: str, default: int) -> int:
     v = os.environ.get(name)
     if v is None or v == "":
@@ -136,8 +167,14 @@ def init(device: str = "auto", backend: str | None = None) -> DistInfo:
 
 
 def cleanup() -> None:
-    """Leave the process group (no-op in a single process)."""
+    """Leave the process group (no-op in a single process). Normally after the other ranks
+    are done with it: a rank that tore gloo down while its peer was still closing could die
+    of SIGABRT ("terminate called without an active exception") after a successful run.
+    Called while an exception propagates (``finally``), it leaves at once: the other ranks
+    may never reach a barrier."""
     if is_distributed():
+        if sys.exc_info()[0] is None:
+            dist.barrier()
         dist.destroy_process_group()
 
 

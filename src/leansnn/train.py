@@ -477,9 +477,13 @@ def fit(
     history: list[dict] = []
     start = 0
     seed_all(cfg.seed)
-    if num_batches(train_data, cfg.batch_size, drop_last=True, max_batches=cfg.max_batches) == 0:
+    steps = num_batches(train_data, cfg.batch_size, drop_last=True, max_batches=cfg.max_batches)
+    resuming = resume and checkpoint is not None and Path(checkpoint).exists()
+    D.check_same({"train_config": asdict(cfg), "run": run, "batches": steps,  # DDP: all ranks
+                  "resume": resuming}, "fit")
+    if steps == 0:
         _no_steps(train_data, cfg)
-    if resume and checkpoint is not None and Path(checkpoint).exists():
+    if resuming:
         _same_run(checkpoint, cfg, run)
         start, history = _resume(checkpoint, model, opt, sched, device)
         if progress:
