@@ -24,3 +24,17 @@ def tiny_idx(tmp_path_factory):
         write_idx(root / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
         write_idx(root / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
     return root
+
+
+def _fmnist_available() -> bool:
+    import leansnn as ls
+
+    try:
+        ls.data.fashion_mnist("test")
+        return True
+    except ValueError:
+        return False
+
+
+#: skip a test that reads the installed Fashion-MNIST when it is not there
+needs_fmnist = pytest.mark.skipif(not _fmnist_available(), reason="Fashion-MNIST not installed")

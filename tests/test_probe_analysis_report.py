@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from conftest import needs_fmnist
 from torch import nn
 
 import leansnn as ls
@@ -93,15 +94,7 @@ def test_markdown_tables_keep_their_columns(tmp_path, label):
     assert all(h.startswith("#") for h in md.splitlines() if "Redundancy per layer" in h)
 
 
-def _fmnist_available() -> bool:
-    try:
-        ls.data.fashion_mnist("test")
-        return True
-    except ValueError:
-        return False
-
-
-@pytest.mark.skipif(not _fmnist_available(), reason="Fashion-MNIST not installed")
+@needs_fmnist
 def test_same_checkpoint_twice_gets_two_labels(tmp_path, capsys):
     torch.manual_seed(0)
     ck = ls.save(ls.models.create("lif_cnn", T=2, width=2), tmp_path / "m.lsnn")

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from conftest import needs_fmnist
 from torch import nn
 
 import leansnn as ls
@@ -28,15 +29,7 @@ def checkpoints(tmp_path_factory):
     return paths
 
 
-def _fmnist_available() -> bool:
-    try:
-        ls.data.fashion_mnist("test")
-        return True
-    except ValueError:
-        return False
-
-
-needs_data = pytest.mark.skipif(not _fmnist_available(), reason="Fashion-MNIST not installed")
+needs_data = needs_fmnist
 
 
 @needs_data

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from conftest import needs_fmnist
 
 import leansnn as ls
 from leansnn.attention import ASA
@@ -16,15 +17,7 @@ TINY = ["train-snn", "--data", "fashion_mnist", "--train-subset", "64", "--test-
         "--T", "2", "--batch-size", "16", "--width", "4", "--quiet", "--threads", "1"]
 
 
-def _have_fmnist() -> bool:
-    try:
-        ls.data.fashion_mnist("test")
-        return True
-    except ValueError:
-        return False
-
-
-needs_data = pytest.mark.skipif(not _have_fmnist(), reason="Fashion-MNIST not installed")
+needs_data = needs_fmnist
 
 
 @needs_data
