@@ -43,7 +43,7 @@ from torch import nn
 
 __all__ = ["DistInfo", "init", "cleanup", "is_distributed", "rank", "world_size", "is_main",
            "wrap", "unwrap", "ShardedData", "barrier", "average_buffers", "add_distributed_args",
-           "prepare", "seed_rank", "check_same"]
+           "prepare", "seed_rank", "check_same", "flat_settings"]
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def check_same(settings: dict, what: str = "this run") -> None:
     batch sizes or epochs stop in mismatched collectives. No-op in one process."""
     if not is_distributed():
         return
-    mine = _flat(json.loads(json.dumps(settings, sort_keys=True, default=str)))
+    mine = flat_settings(json.loads(json.dumps(settings, sort_keys=True, default=str)))
     every: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(every, mine)
     keys = sorted({k for d in every for k in d})
@@ -118,12 +118,14 @@ def check_same(settings: dict, what: str = "this run") -> None:
                          "arguments")
 
 
-def _flat(d: Any, prefix: str = "") -> dict:
+def flat_settings(d: Any, prefix: str = "") -> dict:
+    """Nested settings as ``{"a.b.c": value}`` (what :func:`check_same` and a resumed run's
+    comparison report differences by)."""
     if not isinstance(d, dict):
         return {prefix: d}
     out: dict = {}
     for k, v in d.items():
-        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        out.update(flat_settings(v, f"{prefix}.{k}" if prefix else str(k)))
     return out
 
 

@@ -127,15 +127,6 @@ class TrainingDiverged(ValueError):
     """The loss or a weight became NaN or infinite; nothing of the epoch was saved."""
 
 
-def _flat_settings(d: Any, prefix: str = "") -> dict:
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out: dict = {}
-    for k, v in d.items():
-        out.update(_flat_settings(v, f"{prefix}.{k}" if prefix else str(k)))
-    return out
-
-
 def stored_run(checkpoint: str | Path) -> tuple[dict, dict | None, int]:
     """``(train_config, run description or None, epochs done)`` stored in a checkpoint
     written by :func:`fit`."""
@@ -149,8 +140,8 @@ def run_differences(stored: dict, requested: dict) -> list[tuple[str, Any, Any]]
     descriptions, as ``(name, stored, requested)``; tuples and lists compare equal."""
     import json
 
-    a = _flat_settings(json.loads(json.dumps(stored, default=str)))
-    b = _flat_settings(json.loads(json.dumps(requested, default=str)))
+    a = D.flat_settings(json.loads(json.dumps(stored, default=str)))
+    b = D.flat_settings(json.loads(json.dumps(requested, default=str)))
     return [(k, a.get(k), b.get(k)) for k in list(a) + [k for k in b if k not in a]
             if a.get(k) != b.get(k)]
 
